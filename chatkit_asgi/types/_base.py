@@ -1,0 +1,30 @@
+"""Shared building blocks of the wire models: aware datetimes and pages."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Generic, TypeVar
+
+from pydantic import AfterValidator, BaseModel, Field
+
+__all__ = ["Page", "UtcDatetime"]
+
+T = TypeVar("T")
+
+
+def _to_utc(value: datetime) -> datetime:
+    # Naive datetimes (datetime.now() in user code, or the reference's stores) are
+    # local time; the wire carries aware UTC so every client reads the same instant.
+    return value.astimezone(timezone.utc)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_to_utc)]
+"""A datetime normalized to timezone-aware UTC on the way in."""
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a listing: `data`, whether more follow, and the cursor to continue."""
+
+    data: list[T] = Field(default_factory=list)
+    has_more: bool = False
+    after: str | None = None

@@ -1,0 +1,1 @@
+from .components import *  # noqa: F403
