@@ -1,0 +1,50 @@
+"""chatkit-asgi: a mountable ASGI backend for OpenAI's ChatKit web UI.
+
+::
+
+    from chatkit_asgi import ChatKitApp, Turn
+    from chatkit_asgi.stores import SQLiteStore
+
+    async def respond(turn: Turn):
+        ...  # yield ThreadStreamEvents
+
+    app = ChatKitApp(respond, store=SQLiteStore("chatkit.db"))
+"""
+
+from .app import ChatKitApp, ChatKitMiddleware, ContextFactory, DisconnectPolicy
+from .errors import (
+    ChatKitError,
+    ConflictError,
+    CustomStreamError,
+    ErrorCode,
+    InvalidRequestError,
+    NotSupportedError,
+    ResourceNotFoundError,
+    StreamError,
+)
+from .responder import Responder, ResponderLike
+from .store import AttachmentStore, NotFoundError, Store
+from .turn import Turn
+
+__all__ = [
+    "AttachmentStore",
+    "ChatKitApp",
+    "ChatKitError",
+    "ChatKitMiddleware",
+    "ConflictError",
+    "ContextFactory",
+    "CustomStreamError",
+    "DisconnectPolicy",
+    "ErrorCode",
+    "InvalidRequestError",
+    "NotFoundError",
+    "NotSupportedError",
+    "ResourceNotFoundError",
+    "Responder",
+    "ResponderLike",
+    "Store",
+    "StreamError",
+    "Turn",
+]
+
+__version__ = "0.1.0"

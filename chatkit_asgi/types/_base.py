@@ -7,7 +7,7 @@ from typing import Annotated, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, Field
 
-__all__ = ["Page", "UtcDatetime"]
+__all__ = ["Page", "UtcDatetime", "to_wire_json"]
 
 T = TypeVar("T")
 
@@ -28,3 +28,11 @@ class Page(BaseModel, Generic[T]):
     data: list[T] = Field(default_factory=list)
     has_more: bool = False
     after: str | None = None
+
+
+_WIRE_CONTEXT = {"wire": True}
+
+
+def to_wire_json(model: BaseModel) -> bytes:
+    """JSON as the ChatKit UI expects it: aliases, no `None` fields, no attachment metadata."""
+    return model.model_dump_json(by_alias=True, exclude_none=True, context=_WIRE_CONTEXT).encode()

@@ -1,0 +1,361 @@
+"""The ASGI layer: HTTP in, protocol out.
+
+`ChatKitApp` is a plain ASGI callable: mount it (`Mount("/chatkit", app=...)`)
+or wrap an existing app with `ChatKitMiddleware`. It owns what is HTTP about the
+protocol (method, media types, body limit, content negotiation, the request
+context) and hands the parsed request to the `Engine`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Literal
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from .engine import Engine, JSONResult, StreamPlan
+from .errors import ChatKitError
+from .responder import ResponderLike
+from .store import AttachmentStore, Store
+from .streaming import JSON_ARRAY, NDJSON, SSE, Framing, stream_reply
+from .types import is_streaming_req
+
+__all__ = ["ChatKitApp", "ChatKitMiddleware", "ContextFactory", "DisconnectPolicy"]
+
+logger = logging.getLogger("chatkit_asgi")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+ContextFactory = Callable[[Request], Any]
+"""Builds the request context from the Starlette `Request`; may be async and may
+raise `HTTPException` (e.g. 401) to refuse the request."""
+
+DisconnectPolicy = Literal["auto", "cancel", "continue"]
+"""What a client disconnect does to a running reply: `cancel` it (saving the partial
+answer), let it `continue` to the end in the background (losing nothing), or `auto`:
+cancel when the reply's stream options allow cancelling, continue otherwise."""
+
+DEFAULT_MAX_BODY_SIZE = 8 * 1024 * 1024
+_JSON_TYPES = ("application/json",)
+_HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "rate_limited"}
+
+
+def _configure_logging() -> None:
+    level = os.environ.get("LOG_LEVEL")
+    if level:
+        logging.getLogger("chatkit_asgi").setLevel(level.upper())
+
+
+def _route_path(scope: Scope) -> str:
+    """The path below the mount point (Starlette keeps the full path in `path`)."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return path
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _is_json_media_type(content_type: str | None) -> bool:
+    if content_type is None:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _accepted_ranges(accept: str) -> list[tuple[str, float]]:
+    ranges = []
+    for part in accept.split(","):
+        fields = [f.strip() for f in part.split(";")]
+        quality = 1.0
+        for param in fields[1:]:
+            if param.startswith("q="):
+                try:
+                    quality = float(param[2:])
+                except ValueError:
+                    quality = 0.0
+        ranges.append((fields[0].lower(), quality))
+    return ranges
+
+
+def _quality(ranges: list[tuple[str, float]], media: str) -> float:
+    """RFC 9110 style: the most specific matching range decides."""
+    family = media.split("/", 1)[0] + "/*"
+    best = (-1, 0.0)
+    for media_range, quality in ranges:
+        specificity = {media: 2, family: 1, "*/*": 0}.get(media_range, -1)
+        if specificity > best[0]:
+            best = (specificity, quality)
+    return best[1]
+
+
+_STREAM_OFFERS = (  # in order of preference when the client likes several equally
+    ("text/event-stream", SSE),
+    ("application/x-ndjson", NDJSON),
+    ("application/json", JSON_ARRAY),
+)
+
+
+def _negotiate_stream(accept: str | None) -> Framing | None:
+    """The streaming framing the client accepts best; SSE when it does not say."""
+    if accept is None or not accept.strip():
+        return SSE
+    ranges = _accepted_ranges(accept)
+    scored = [
+        (_quality(ranges, media), -rank, framing)
+        for rank, (media, framing) in enumerate(_STREAM_OFFERS)
+    ]
+    quality, _, framing = max(scored, key=lambda entry: entry[:2])
+    return framing if quality > 0 else None
+
+
+class ChatKitApp:
+    """The ChatKit protocol endpoint as an ASGI application.
+
+    ::
+
+        app = ChatKitApp(respond, store=SQLiteStore("chatkit.db"),
+                         context=lambda request: {"user_id": request.user.identity})
+
+    Args:
+        responder: an async-generator function of a `Turn`, or an object with
+            `respond` (and optionally `action`, `sync_action`, `add_feedback`,
+            `transcribe`, `stream_options`).
+        store: where threads and items live; defaults to `SQLiteStore("chatkit.db")`.
+        attachment_store: where attachment bytes live; needed for uploads.
+        context: builds the per-request context from the Starlette `Request`.
+        max_body_size: request bodies larger than this get 413, checked while reading.
+        heartbeat_interval: seconds of silence before a `: ping` comment is sent
+            on a stream (None disables heartbeats).
+        buffer_size: frames a reply may run ahead of a slow client.
+        disconnect: what a client disconnect does to a running reply.
+        page_size: default page size of listings (and of `threads.get_by_id`).
+        max_page_size: upper bound of any client-supplied `limit`.
+        turn_wait: seconds a reply waits for another reply on the same thread
+            to finish before it is refused with 409 `thread_busy`.
+    """
+
+    def __init__(
+        self,
+        responder: ResponderLike,
+        *,
+        store: Store[Any] | None = None,
+        attachment_store: AttachmentStore[Any] | None = None,
+        context: ContextFactory | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        heartbeat_interval: float | None = 15.0,
+        buffer_size: int = 16,
+        disconnect: DisconnectPolicy = "auto",
+        page_size: int = 20,
+        max_page_size: int = 100,
+        turn_wait: float = 15.0,
+    ) -> None:
+        if store is None:
+            from .stores.sqlite import SQLiteStore
+
+            store = SQLiteStore("chatkit.db")
+        self.store = store
+        self.engine = Engine(
+            responder,
+            store,
+            attachment_store,
+            page_size=page_size,
+            max_page_size=max_page_size,
+            turn_wait=turn_wait,
+        )
+        self.context_factory = context
+        self.max_body_size = max_body_size
+        self.heartbeat_interval = heartbeat_interval
+        self.buffer_size = buffer_size
+        self.disconnect = disconnect
+        _configure_logging()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1003})
+            return
+        try:
+            await self._handle(scope, receive, send)
+        except ChatKitError as exc:
+            await _send_error(send, exc)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                close = getattr(self.store, "aclose", None)
+                if close is not None:
+                    await close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if _route_path(scope).rstrip("/") != "":
+            raise ChatKitError("No such route", code="not_found", status_code=404)
+        if scope["method"] != "POST":
+            raise ChatKitError(
+                f"Method {scope['method']} not allowed; the ChatKit endpoint takes POST",
+                code="method_not_allowed",
+                status_code=405,
+                headers={"Allow": "POST"},
+            )
+        if not _is_json_media_type(_header(scope, b"content-type")):
+            raise ChatKitError(
+                "The request body must be JSON (Content-Type: application/json)",
+                code="unsupported_media_type",
+                status_code=415,
+            )
+        body = await self._read_body(scope, receive)
+        request = Request(scope, receive)
+        request._body = body  # lets a context factory call request.body()/json() again
+        context = await self._context(request)
+        parsed = self.engine.parse(body)
+        framing: Framing | None = None
+        if is_streaming_req(parsed):
+            framing = _negotiate_stream(_header(scope, b"accept"))
+            if framing is None:
+                raise ChatKitError(
+                    "This request answers text/event-stream, application/x-ndjson or "
+                    "application/json; the Accept header allows none of them",
+                    code="not_acceptable",
+                    status_code=406,
+                )
+        try:
+            result = await self.engine.prepare(parsed, context, request)
+        except ChatKitError:
+            raise
+        except Exception:
+            logger.exception("request %s failed", parsed.type)
+            raise ChatKitError(
+                "The server failed to handle the request", code="internal_error", status_code=500
+            ) from None
+        if isinstance(result, JSONResult):
+            await _send_json(send, 200, result.body)
+            return
+        assert isinstance(result, StreamPlan) and framing is not None
+        await stream_reply(
+            result,
+            receive,
+            send,
+            framing=framing,
+            cancel_on_disconnect=self._cancels(result),
+            heartbeat_interval=self.heartbeat_interval,
+            buffer_size=self.buffer_size,
+        )
+
+    def _cancels(self, plan: StreamPlan) -> bool:
+        if self.disconnect == "auto":
+            return plan.allow_cancel
+        return self.disconnect == "cancel"
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        too_large = ChatKitError(
+            f"The request body exceeds the limit of {self.max_body_size} bytes",
+            code="body_too_large",
+            status_code=413,
+        )
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_size:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ChatKitError("The client went away", code="client_disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_size:
+                raise too_large
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _context(self, request: Request) -> Any:
+        if self.context_factory is None:
+            return {}
+        try:
+            context = self.context_factory(request)
+            if inspect.isawaitable(context):
+                context = await context
+        except HTTPException as exc:
+            raise ChatKitError(
+                str(exc.detail),
+                code=_HTTP_CODES.get(exc.status_code, "http_error"),
+                status_code=exc.status_code,
+                headers=dict(exc.headers or {}),
+            ) from None
+        return context
+
+
+class ChatKitMiddleware:
+    """Serves the ChatKit protocol at one path of an existing ASGI app.
+
+    ::
+
+        app = Starlette(routes=[...], middleware=[
+            Middleware(ChatKitMiddleware, path="/chatkit", responder=respond, store=store),
+        ])
+
+    Every other path passes through to the wrapped app untouched. Pass a ready
+    `ChatKitApp` as `chatkit=`, or a `responder` and any `ChatKitApp` options.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        responder: ResponderLike | None = None,
+        *,
+        path: str = "/chatkit",
+        chatkit: ChatKitApp | None = None,
+        **options: Any,
+    ) -> None:
+        if chatkit is None:
+            if responder is None:
+                raise TypeError("ChatKitMiddleware needs a responder or a chatkit= app")
+            chatkit = ChatKitApp(responder, **options)
+        self.app = app
+        self.chatkit = chatkit
+        self.path = "/" + path.strip("/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _route_path(scope).rstrip("/") == self.path:
+            await self.chatkit(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+async def _send_json(
+    send: Send, status: int, body: bytes, headers: dict[str, str] | None = None
+) -> None:
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_error(send: Send, exc: ChatKitError) -> None:
+    await _send_json(send, exc.status_code, exc.to_json(), exc.headers)

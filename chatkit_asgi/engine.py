@@ -1,0 +1,879 @@
+"""The protocol engine: what each request type means, independent of HTTP.
+
+`Engine.parse` turns a body into a typed request; `Engine.prepare` validates it
+against the store (loads the thread, checks ids and state, takes the thread's
+turn lock) and returns either a `JSONResult` or a `StreamPlan`. Everything that
+can refuse a request happens in `prepare`, before any response byte is sent;
+`StreamPlan.run` then performs the writes and feeds events to an `emit`
+callback, persisting them as they pass.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any, Literal, NoReturn
+
+import anyio
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from .errors import (
+    BaseStreamError,
+    ConflictError,
+    CustomStreamError,
+    ErrorCode,
+    InvalidRequestError,
+    NotSupportedError,
+    ResourceNotFoundError,
+    StreamError,
+)
+from .responder import BoundResponder, ResponderLike
+from .store import AttachmentStore, NotFoundError, Store
+from .turn import Turn
+from .types import (
+    AssistantMessageContent,
+    AssistantMessageContentPartAdded,
+    AssistantMessageContentPartAnnotationAdded,
+    AssistantMessageContentPartDone,
+    AssistantMessageContentPartTextDelta,
+    AssistantMessageItem,
+    Attachment,
+    AttachmentsCreateReq,
+    AttachmentsDeleteReq,
+    AudioInput,
+    ChatKitReq,
+    ClientToolCallItem,
+    ErrorEvent,
+    HiddenContextItem,
+    InputTranscribeReq,
+    ItemsFeedbackReq,
+    ItemsListReq,
+    Page,
+    SDKHiddenContextItem,
+    StreamOptions,
+    StreamOptionsEvent,
+    StructuredInputAnswer,
+    StructuredInputItem,
+    StructuredInputMultipleChoice,
+    StructuredInputSubmission,
+    Thread,
+    ThreadCreatedEvent,
+    ThreadCustomActionParams,
+    ThreadItem,
+    ThreadItemAddedEvent,
+    ThreadItemDoneEvent,
+    ThreadItemRemovedEvent,
+    ThreadItemReplacedEvent,
+    ThreadItemUpdatedEvent,
+    ThreadMetadata,
+    ThreadsAddClientToolOutputReq,
+    ThreadsAddStructuredInputReq,
+    ThreadsAddUserMessageReq,
+    ThreadsCreateReq,
+    ThreadsCustomActionReq,
+    ThreadsDeleteReq,
+    ThreadsGetByIdReq,
+    ThreadsListReq,
+    ThreadsRetryAfterItemReq,
+    ThreadsSyncCustomActionReq,
+    ThreadStreamEvent,
+    ThreadsUpdateReq,
+    ThreadUpdatedEvent,
+    UserMessageInput,
+    UserMessageItem,
+    WidgetItem,
+    WorkflowItem,
+    WorkflowTaskAdded,
+    WorkflowTaskUpdated,
+)
+from .types._base import to_wire_json
+
+__all__ = ["Emit", "Engine", "JSONResult", "StreamPlan"]
+
+logger = logging.getLogger("chatkit_asgi")
+
+Emit = Callable[[ThreadStreamEvent], Awaitable[None]]
+"""Where a running reply sends each event that is meant for the client."""
+
+_REQUEST_ADAPTER: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
+_EVENT_ADAPTER: TypeAdapter[ThreadStreamEvent] = TypeAdapter(ThreadStreamEvent)
+_HIDDEN = (HiddenContextItem, SDKHiddenContextItem)
+_EMPTY_OBJECT = b"{}"
+_CANCELLED_NOTE = "The user cancelled the stream. Stop responding to the prior request."
+_KNOWN_TYPES = frozenset(
+    tag
+    for model in (
+        ThreadsCreateReq,
+        ThreadsAddUserMessageReq,
+        ThreadsAddClientToolOutputReq,
+        ThreadsAddStructuredInputReq,
+        ThreadsRetryAfterItemReq,
+        ThreadsCustomActionReq,
+        ThreadsSyncCustomActionReq,
+        ThreadsGetByIdReq,
+        ThreadsListReq,
+        ThreadsUpdateReq,
+        ThreadsDeleteReq,
+        ItemsListReq,
+        ItemsFeedbackReq,
+        AttachmentsCreateReq,
+        AttachmentsDeleteReq,
+        InputTranscribeReq,
+    )
+    for tag in [model.model_fields["type"].default]
+)
+
+
+def _is_hidden(item: ThreadItem) -> bool:
+    return isinstance(item, _HIDDEN)
+
+
+@dataclass(frozen=True)
+class JSONResult:
+    """A complete JSON answer to a non-streaming request."""
+
+    body: bytes
+
+
+class StreamPlan:
+    """A validated streaming request, ready to run.
+
+    `allow_cancel` is what the reply's `stream_options` event will say; the
+    transport uses it to decide what a client disconnect means. The plan owns
+    the thread's turn lock until `run` finishes or `release` is called.
+    """
+
+    def __init__(
+        self,
+        body: Callable[[Emit], Awaitable[None]],
+        *,
+        allow_cancel: bool,
+        release: Callable[[], None],
+    ) -> None:
+        self._body = body
+        self.allow_cancel = allow_cancel
+        self._release = release
+        self._released = False
+
+    async def run(self, emit: Emit) -> None:
+        """Perform the request, passing every client-visible event to `emit`."""
+        try:
+            await self._body(emit)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Give up the turn lock (idempotent); for plans that will never run."""
+        if not self._released:
+            self._released = True
+            self._release()
+
+
+class _TurnLocks:
+    """One lock per thread so two replies never interleave their items.
+
+    Semaphores rather than locks: a plan acquires in the request task and
+    releases in the task that streams the reply.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[anyio.Semaphore, int]] = {}
+
+    async def acquire(self, thread_id: str, wait: float) -> Callable[[], None]:
+        semaphore, waiters = self._held.get(thread_id, (anyio.Semaphore(1), 0))
+        self._held[thread_id] = (semaphore, waiters + 1)
+        acquired = False
+        try:
+            with anyio.move_on_after(wait):
+                await semaphore.acquire()
+                acquired = True
+        finally:
+            if not acquired:
+                self._forget(thread_id)
+        if not acquired:
+            raise ConflictError(
+                "Another reply is still running on this thread; try again when it has finished",
+                code="thread_busy",
+                headers={"Retry-After": "1"},
+            )
+
+        def release() -> None:
+            semaphore.release()
+            self._forget(thread_id)
+
+        return release
+
+    def _forget(self, thread_id: str) -> None:
+        semaphore, waiters = self._held[thread_id]
+        if waiters <= 1:
+            del self._held[thread_id]
+        else:
+            self._held[thread_id] = (semaphore, waiters - 1)
+
+
+def _not_found(kind: Literal["thread", "item", "attachment"], ident: str) -> NoReturn:
+    raise ResourceNotFoundError(f"{kind} {ident!r} not found", code=f"{kind}_not_found")
+
+
+class Engine:
+    """Protocol semantics of every request type, over a `Store` and a responder."""
+
+    def __init__(
+        self,
+        responder: ResponderLike,
+        store: Store[Any],
+        attachment_store: AttachmentStore[Any] | None = None,
+        *,
+        page_size: int = 20,
+        max_page_size: int = 100,
+        turn_wait: float = 15.0,
+        cleanup_timeout: float = 5.0,
+    ) -> None:
+        self.responder = BoundResponder(responder)
+        self.store = store
+        self.attachment_store = attachment_store
+        self.page_size = page_size
+        self.max_page_size = max_page_size
+        self.turn_wait = turn_wait
+        self.cleanup_timeout = cleanup_timeout
+        self._locks = _TurnLocks()
+
+    # -- parsing -----------------------------------------------------------------
+
+    def parse(self, body: bytes) -> ChatKitReq:
+        """Validate a request body; `InvalidRequestError` says precisely what is wrong."""
+        try:
+            return _REQUEST_ADAPTER.validate_json(body)
+        except ValidationError as exc:
+            raise self._describe(exc, body) from None
+
+    @staticmethod
+    def _describe(exc: ValidationError, body: bytes) -> InvalidRequestError:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        first = errors[0] if errors else {"type": ""}
+        if first["type"] == "json_invalid":
+            return InvalidRequestError(
+                "The request body is not valid JSON", code="invalid_json", details=errors
+            )
+        if first["type"] == "model_attributes_type" or first["type"] == "model_type":
+            return InvalidRequestError(
+                "The request body must be a JSON object", code="invalid_request", details=errors
+            )
+        if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            try:
+                tag = json.loads(body).get("type")
+            except (ValueError, AttributeError):
+                tag = None
+            if first["type"] == "union_tag_not_found":
+                return InvalidRequestError(
+                    "The request has no `type`", code="invalid_request", details=errors
+                )
+            return InvalidRequestError(
+                f"Unknown request type {tag!r}; known types: {', '.join(sorted(_KNOWN_TYPES))}",
+                code="unknown_request_type",
+                details=errors,
+            )
+        return InvalidRequestError(
+            "The request does not match the schema of its type",
+            code="invalid_request",
+            details=errors,
+        )
+
+    # -- dispatch -----------------------------------------------------------------
+
+    async def prepare(
+        self, request: ChatKitReq, context: Any, http_request: Any = None
+    ) -> JSONResult | StreamPlan:
+        """Validate `request` against the store and return what answers it."""
+        match request:
+            case ThreadsCreateReq():
+                return await self._prepare_create(request, context, http_request)
+            case ThreadsAddUserMessageReq():
+                return await self._prepare_add_user_message(request, context, http_request)
+            case ThreadsAddClientToolOutputReq():
+                return await self._prepare_client_tool_output(request, context, http_request)
+            case ThreadsAddStructuredInputReq():
+                return await self._prepare_structured_input(request, context, http_request)
+            case ThreadsRetryAfterItemReq():
+                return await self._prepare_retry(request, context, http_request)
+            case ThreadsCustomActionReq():
+                return await self._prepare_custom_action(request, context, http_request)
+            case _:
+                return JSONResult(await self._answer(request, context, http_request))
+
+    # -- non-streaming requests ---------------------------------------------------------
+
+    async def _answer(self, request: ChatKitReq, context: Any, http_request: Any) -> bytes:
+        match request:
+            case ThreadsGetByIdReq():
+                thread = await self._load_thread(request.params.thread_id, context)
+                page = await self._visible_items(thread.id, None, self.page_size, "asc", context)
+                return to_wire_json(self._thread_response(thread, page))
+            case ThreadsListReq():
+                listing = request.params
+                try:
+                    threads = await self.store.load_threads(
+                        self._limit(listing.limit), listing.after, listing.order, context
+                    )
+                except NotFoundError:
+                    _not_found("thread", listing.after or "")
+                return to_wire_json(
+                    Page[Thread](
+                        data=[self._thread_response(t) for t in threads.data],
+                        has_more=threads.has_more,
+                        after=threads.after,
+                    )
+                )
+            case ItemsListReq():
+                items = request.params
+                await self._load_thread(items.thread_id, context)
+                page = await self._visible_items(
+                    items.thread_id, items.after, self._limit(items.limit), items.order, context
+                )
+                return to_wire_json(page)
+            case ThreadsUpdateReq():
+                thread = await self._load_thread(request.params.thread_id, context)
+                thread.title = request.params.title
+                await self.store.save_thread(thread, context)
+                return to_wire_json(self._thread_response(thread))
+            case ThreadsDeleteReq():
+                try:
+                    await self.store.delete_thread(request.params.thread_id, context)
+                except NotFoundError:
+                    _not_found("thread", request.params.thread_id)
+                return _EMPTY_OBJECT
+            case ItemsFeedbackReq():
+                feedback = request.params
+                thread = await self._load_thread(feedback.thread_id, context)
+                for item_id in feedback.item_ids:
+                    await self._load_item(thread.id, item_id, context)
+                turn = self._turn(thread, None, context, http_request, request.type)
+                await self.responder.add_feedback(turn, feedback.item_ids, feedback.kind)
+                return _EMPTY_OBJECT
+            case AttachmentsCreateReq():
+                attachment_store = self._attachment_store(request.type)
+                attachment = await attachment_store.create_attachment(request.params, context)
+                await self.store.save_attachment(attachment, context)
+                return to_wire_json(attachment)
+            case AttachmentsDeleteReq():
+                attachment_id = request.params.attachment_id
+                await self._load_attachment(attachment_id, context)
+                if self.attachment_store is not None:
+                    await self.attachment_store.delete_attachment(attachment_id, context)
+                await self.store.delete_attachment(attachment_id, context)
+                return _EMPTY_OBJECT
+            case InputTranscribeReq():
+                self.responder.check_transcribe()
+                try:
+                    audio = base64.b64decode(request.params.audio_base64, validate=True)
+                except (binascii.Error, ValueError):
+                    raise InvalidRequestError(
+                        "audio_base64 is not valid base64", code="invalid_audio"
+                    ) from None
+                result = await self.responder.transcribe(
+                    AudioInput(data=audio, mime_type=request.params.mime_type), context
+                )
+                return to_wire_json(result)
+            case ThreadsSyncCustomActionReq():
+                params: ThreadCustomActionParams = request.params
+                thread = await self._load_thread(params.thread_id, context)
+                sender = await self._load_sender(thread.id, params.item_id, context)
+                if sender is not None and not isinstance(sender, WidgetItem):
+                    raise InvalidRequestError(
+                        f"item {params.item_id!r} is not a widget; only widgets send actions",
+                        code="invalid_sender",
+                    )
+                turn = self._turn(thread, None, context, http_request, request.type)
+                turn.action, turn.sender = params.action, sender
+                response = await self.responder.sync_action(turn, params.action, sender)
+                if response.updated_item is not None:
+                    # The reference only returns the new widget; saving it too means a
+                    # reload shows what the user saw.
+                    await self.store.save_item(thread.id, response.updated_item, context)
+                return to_wire_json(response)
+        raise InvalidRequestError(f"Unsupported request type {request.type!r}")  # pragma: no cover
+
+    # -- streaming requests -------------------------------------------------------------
+
+    async def _prepare_create(
+        self, request: ThreadsCreateReq, context: Any, http_request: Any
+    ) -> StreamPlan:
+        thread = ThreadMetadata(id=self.store.generate_thread_id(context), created_at=Turn.now())
+        attachments = await self._load_attachments(request.params.input, context)
+        turn = self._turn(thread, None, context, http_request, request.type)
+        release = await self._locks.acquire(thread.id, self.turn_wait)
+
+        async def body(emit: Emit, options: StreamOptions) -> None:
+            await self.store.save_thread(thread, context)
+            await emit(ThreadCreatedEvent(thread=self._thread_response(thread)))
+            await self._store_user_message(turn, request.params.input, attachments, emit)
+            await self._reply(turn, self.responder.respond(turn), emit, options)
+
+        return await self._plan(turn, body, release)
+
+    async def _prepare_add_user_message(
+        self, request: ThreadsAddUserMessageReq, context: Any, http_request: Any
+    ) -> StreamPlan:
+        thread = await self._load_thread(request.params.thread_id, context)
+        attachments = await self._load_attachments(request.params.input, context)
+        turn = self._turn(thread, None, context, http_request, request.type)
+        release = await self._locks.acquire(thread.id, self.turn_wait)
+
+        async def body(emit: Emit, options: StreamOptions) -> None:
+            await self._store_user_message(turn, request.params.input, attachments, emit)
+            await self._reply(turn, self.responder.respond(turn), emit, options)
+
+        return await self._plan(turn, body, release)
+
+    async def _prepare_client_tool_output(
+        self, request: ThreadsAddClientToolOutputReq, context: Any, http_request: Any
+    ) -> StreamPlan:
+        thread = await self._load_thread(request.params.thread_id, context)
+        turn = self._turn(thread, None, context, http_request, request.type)
+        release = await self._locks.acquire(thread.id, self.turn_wait)
+        try:
+            recent = await self._visible_items(thread.id, None, 1, "desc", context)
+            tool_call = next(
+                (
+                    item
+                    for item in recent.data
+                    if isinstance(item, ClientToolCallItem) and item.status == "pending"
+                ),
+                None,
+            )
+            if tool_call is None:
+                raise ConflictError(
+                    f"thread {thread.id!r} has no pending client tool call to complete",
+                    code="no_pending_tool_call",
+                )
+        except BaseException:
+            release()
+            raise
+
+        async def body(emit: Emit, options: StreamOptions) -> None:
+            tool_call.output = request.params.result
+            tool_call.status = "completed"
+            await self.store.save_item(thread.id, tool_call, context)
+            await self._drop_dangling_tool_calls(thread, context)
+            await self._reply(turn, self.responder.respond(turn), emit, options)
+
+        return await self._plan(turn, body, release)
+
+    async def _prepare_structured_input(
+        self, request: ThreadsAddStructuredInputReq, context: Any, http_request: Any
+    ) -> StreamPlan:
+        params = request.params
+        thread = await self._load_thread(params.thread_id, context)
+        turn = self._turn(thread, None, context, http_request, request.type)
+        release = await self._locks.acquire(thread.id, self.turn_wait)
+        try:
+            item = await self._load_item(thread.id, params.item_id, context)
+            if not isinstance(item, StructuredInputItem):
+                raise InvalidRequestError(
+                    f"item {params.item_id!r} is not a structured input item",
+                    code="invalid_item_type",
+                )
+            if item.status != "pending":
+                raise ConflictError(
+                    f"structured input {item.id!r} was already {item.status}",
+                    code="not_pending",
+                )
+            answered = _apply_answers(item, params.input)
+        except BaseException:
+            release()
+            raise
+
+        async def events() -> AsyncIterator[ThreadStreamEvent]:
+            # Through the reply pipeline so the replacement is persisted like any other.
+            yield ThreadItemReplacedEvent(item=answered)
+            async with aclosing(_aiter(self.responder.respond(turn))) as reply:
+                async for event in reply:
+                    yield event
+
+        async def body(emit: Emit, options: StreamOptions) -> None:
+            await self._reply(turn, events(), emit, options)
+
+        return await self._plan(turn, body, release)
+
+    async def _prepare_retry(
+        self, request: ThreadsRetryAfterItemReq, context: Any, http_request: Any
+    ) -> StreamPlan:
+        params = request.params
+        thread = await self._load_thread(params.thread_id, context)
+        release = await self._locks.acquire(thread.id, self.turn_wait)
+        try:
+            item = await self._load_item(thread.id, params.item_id, context)
+            if not isinstance(item, UserMessageItem):
+                raise InvalidRequestError(
+                    f"item {params.item_id!r} is not a user message; only those can be retried",
+                    code="invalid_item_type",
+                )
+        except BaseException:
+            release()
+            raise
+        turn = self._turn(thread, item, context, http_request, request.type)
+
+        async def body(emit: Emit, options: StreamOptions) -> None:
+            await self.store.delete_thread_items_after(thread.id, item.id, context)
+            await self._reply(turn, self.responder.respond(turn), emit, options)
+
+        return await self._plan(turn, body, release)
+
+    async def _prepare_custom_action(
+        self, request: ThreadsCustomActionReq, context: Any, http_request: Any
+    ) -> StreamPlan:
+        params = request.params
+        self.responder.check_action()
+        thread = await self._load_thread(params.thread_id, context)
+        sender = await self._load_sender(thread.id, params.item_id, context)
+        turn = self._turn(thread, None, context, http_request, request.type)
+        if sender is not None and not isinstance(sender, WidgetItem):
+            # The protocol answers this with an error event rather than an HTTP error.
+            async def refuse(emit: Emit) -> None:
+                await emit(ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=False))
+
+            return StreamPlan(refuse, allow_cancel=True, release=lambda: None)
+        turn.action, turn.sender = params.action, sender
+        release = await self._locks.acquire(thread.id, self.turn_wait)
+
+        async def body(emit: Emit, options: StreamOptions) -> None:
+            await self._reply(
+                turn, self.responder.action(turn, params.action, sender), emit, options
+            )
+
+        return await self._plan(turn, body, release)
+
+    async def _plan(
+        self,
+        turn: Turn[Any],
+        body: Callable[[Emit, StreamOptions], Awaitable[None]],
+        release: Callable[[], None],
+    ) -> StreamPlan:
+        try:
+            options = await self.responder.stream_options(turn)
+        except BaseException:
+            release()
+            raise
+
+        async def run(emit: Emit) -> None:
+            await body(emit, options)
+
+        return StreamPlan(run, allow_cancel=options.allow_cancel, release=release)
+
+    # -- the reply pipeline -------------------------------------------------------------
+
+    async def _store_user_message(
+        self,
+        turn: Turn[Any],
+        message: UserMessageInput,
+        attachments: list[Attachment],
+        emit: Emit,
+    ) -> None:
+        thread = turn.thread
+        bound = [a.model_copy(update={"thread_id": thread.id}) for a in attachments]
+        item = UserMessageItem(
+            id=self.store.generate_item_id("message", thread, turn.context),
+            thread_id=thread.id,
+            created_at=Turn.now(),
+            content=message.content,
+            attachments=bound,
+            quoted_text=message.quoted_text,
+            inference_options=message.inference_options,
+        )
+        for attachment in bound:
+            await self.store.save_attachment(attachment, turn.context)
+        await self.store.add_thread_item(thread.id, item, turn.context)
+        turn.input = item
+        await emit(ThreadItemDoneEvent(item=item))
+
+    async def _reply(
+        self,
+        turn: Turn[Any],
+        source: AsyncIterator[ThreadStreamEvent],
+        emit: Emit,
+        options: StreamOptions,
+    ) -> None:
+        """Run a responder's events through persistence and filtering to `emit`."""
+        await emit(StreamOptionsEvent(stream_options=options))
+        thread = turn.thread
+        context = turn.context
+        saved = thread.model_copy(deep=True)
+        pending: dict[str, ThreadItem] = {}
+
+        async def sync_thread() -> None:
+            nonlocal saved
+            if thread != saved:
+                saved = thread.model_copy(deep=True)
+                await self.store.save_thread(thread, context)
+                await emit(ThreadUpdatedEvent(thread=self._thread_response(thread)))
+
+        try:
+            async with aclosing(_aiter(source)) as events:
+                async for raw in events:
+                    event = _coerce_event(raw)
+                    if await self._persist(thread.id, event, pending, context):
+                        await emit(event)
+                    await sync_thread()
+        except anyio.get_cancelled_exc_class():
+            with anyio.move_on_after(self.cleanup_timeout, shield=True):
+                await self._save_interrupted(thread, pending, context, cancelled=True)
+            raise
+        except BaseStreamError as exc:
+            await self._save_interrupted(thread, pending, context, cancelled=False)
+            await emit(_error_event(exc))
+        except Exception:
+            logger.exception("responder failed on thread %s", thread.id)
+            await self._save_interrupted(thread, pending, context, cancelled=False)
+            await emit(ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True))
+        await sync_thread()
+
+    async def _persist(
+        self,
+        thread_id: str,
+        event: ThreadStreamEvent,
+        pending: dict[str, ThreadItem],
+        context: Any,
+    ) -> bool:
+        """Apply an event's side effects; return whether the client may see it."""
+        match event:
+            case ThreadItemDoneEvent():
+                await self.store.add_thread_item(thread_id, event.item, context)
+                pending.pop(event.item.id, None)
+                return not _is_hidden(event.item)
+            case ThreadItemUpdatedEvent():
+                _apply_update(pending, event)
+            case ThreadItemAddedEvent():
+                if _is_hidden(event.item):
+                    return False
+                pending[event.item.id] = event.item.model_copy(deep=True)
+            case ThreadItemReplacedEvent():
+                await self.store.save_item(thread_id, event.item, context)
+                pending.pop(event.item.id, None)
+                return not _is_hidden(event.item)
+            case ThreadItemRemovedEvent():
+                await self.store.delete_thread_item(thread_id, event.item_id, context)
+                pending.pop(event.item_id, None)
+        return True
+
+    async def _save_interrupted(
+        self,
+        thread: ThreadMetadata,
+        pending: dict[str, ThreadItem],
+        context: Any,
+        *,
+        cancelled: bool,
+    ) -> None:
+        """Keep what the user already saw of an unfinished reply."""
+        try:
+            for item in pending.values():
+                if isinstance(item, AssistantMessageItem) and any(
+                    part.text.strip() for part in item.content
+                ):
+                    await self.store.add_thread_item(thread.id, item, context)
+            if cancelled:
+                # Without this note the next reply may continue the interrupted answer.
+                note = SDKHiddenContextItem(
+                    id=self.store.generate_item_id("sdk_hidden_context", thread, context),
+                    thread_id=thread.id,
+                    created_at=Turn.now(),
+                    content=_CANCELLED_NOTE,
+                )
+                await self.store.add_thread_item(thread.id, note, context)
+        except Exception:
+            logger.exception("could not save the interrupted reply on thread %s", thread.id)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _turn(
+        self,
+        thread: ThreadMetadata,
+        user_message: UserMessageItem | None,
+        context: Any,
+        http_request: Any,
+        request_type: str,
+    ) -> Turn[Any]:
+        return Turn(
+            thread=thread,
+            input=user_message,
+            context=context,
+            store=self.store,
+            request=http_request,
+            request_type=request_type,
+        )
+
+    def _limit(self, limit: int | None) -> int:
+        return min(limit or self.page_size, self.max_page_size)
+
+    def _attachment_store(self, request_type: str) -> AttachmentStore[Any]:
+        if self.attachment_store is None:
+            raise NotSupportedError(
+                f"{request_type} needs an attachment store; none is configured",
+                details=[{"missing": "attachment_store"}],
+            )
+        return self.attachment_store
+
+    async def _load_thread(self, thread_id: str, context: Any) -> ThreadMetadata:
+        try:
+            return await self.store.load_thread(thread_id, context)
+        except NotFoundError:
+            _not_found("thread", thread_id)
+
+    async def _load_item(self, thread_id: str, item_id: str, context: Any) -> ThreadItem:
+        try:
+            item = await self.store.load_item(thread_id, item_id, context)
+        except NotFoundError:
+            _not_found("item", item_id)
+        if _is_hidden(item):
+            # Hidden items do not exist as far as the client is concerned.
+            _not_found("item", item_id)
+        return item
+
+    async def _load_sender(
+        self, thread_id: str, item_id: str | None, context: Any
+    ) -> ThreadItem | None:
+        if not item_id:
+            return None
+        return await self._load_item(thread_id, item_id, context)
+
+    async def _load_attachment(self, attachment_id: str, context: Any) -> Attachment:
+        try:
+            return await self.store.load_attachment(attachment_id, context)
+        except NotFoundError:
+            _not_found("attachment", attachment_id)
+
+    async def _load_attachments(self, message: UserMessageInput, context: Any) -> list[Attachment]:
+        return [await self._load_attachment(a, context) for a in message.attachments]
+
+    async def _visible_items(
+        self, thread_id: str, after: str | None, limit: int, order: str, context: Any
+    ) -> Page[ThreadItem]:
+        """A full page of client-visible items: hidden ones are skipped, not counted.
+
+        Reads one item past `limit` so `has_more` is exact.
+        """
+        visible: list[ThreadItem] = []
+        cursor = after
+        while len(visible) <= limit:
+            try:
+                page = await self.store.load_thread_items(
+                    thread_id, cursor, limit + 1 - len(visible), order, context
+                )
+            except NotFoundError:
+                _not_found("item", cursor or thread_id)
+            visible.extend(item for item in page.data if not _is_hidden(item))
+            if not page.has_more or not page.data:
+                break
+            cursor = page.data[-1].id
+        data = visible[:limit]
+        return Page[ThreadItem](
+            data=data,
+            has_more=len(visible) > limit,
+            after=data[-1].id if data else None,
+        )
+
+    @staticmethod
+    def _thread_response(thread: ThreadMetadata, items: Page[ThreadItem] | None = None) -> Thread:
+        # Thread metadata is integration-only, like attachment metadata: never sent.
+        return Thread(
+            id=thread.id,
+            title=thread.title,
+            created_at=thread.created_at,
+            status=thread.status,
+            allowed_image_domains=thread.allowed_image_domains,
+            items=items if items is not None else Page[ThreadItem](),
+        )
+
+    async def _drop_dangling_tool_calls(self, thread: ThreadMetadata, context: Any) -> None:
+        recent = await self.store.load_thread_items(
+            thread.id, None, self.page_size, "desc", context
+        )
+        for item in recent.data:
+            if isinstance(item, ClientToolCallItem) and item.status == "pending":
+                logger.warning(
+                    "dropping client tool call %s that was never completed", item.call_id
+                )
+                await self.store.delete_thread_item(thread.id, item.id, context)
+
+
+def _aiter(source: Any) -> Any:
+    """An async generator over any async iterable, so it can be closed deterministically."""
+
+    async def gen() -> AsyncIterator[Any]:
+        async for value in source:
+            yield value
+
+    if hasattr(source, "aclose"):
+        return source
+    return gen()
+
+
+def _coerce_event(raw: Any) -> ThreadStreamEvent:
+    if isinstance(raw, BaseModel) and hasattr(raw, "type"):
+        return raw  # type: ignore[return-value]
+    return _EVENT_ADAPTER.validate_python(raw)
+
+
+def _error_event(exc: BaseStreamError) -> ErrorEvent:
+    if isinstance(exc, CustomStreamError):
+        return ErrorEvent(code="custom", message=exc.message, allow_retry=exc.allow_retry)
+    if isinstance(exc, StreamError):
+        code = exc.code.value if isinstance(exc.code, ErrorCode) else str(exc.code)
+        return ErrorEvent(code=code, allow_retry=exc.allow_retry)
+    return ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=exc.allow_retry)
+
+
+def _apply_update(pending: dict[str, ThreadItem], event: ThreadItemUpdatedEvent) -> None:
+    """Keep pending items current so an interrupted reply can still be saved."""
+    item = pending.get(event.item_id)
+    update = event.update
+    if isinstance(item, AssistantMessageItem):
+        if isinstance(
+            update,
+            AssistantMessageContentPartAdded
+            | AssistantMessageContentPartTextDelta
+            | AssistantMessageContentPartAnnotationAdded
+            | AssistantMessageContentPartDone,
+        ):
+            content = item.content
+            while len(content) <= update.content_index:
+                content.append(AssistantMessageContent(text=""))
+            part = content[update.content_index]
+            if isinstance(update, AssistantMessageContentPartTextDelta):
+                part.text += update.delta
+            elif isinstance(update, AssistantMessageContentPartAnnotationAdded):
+                part.annotations.insert(update.annotation_index, update.annotation)
+            else:
+                content[update.content_index] = update.content.model_copy(deep=True)
+    elif isinstance(item, WorkflowItem):
+        tasks = item.workflow.tasks
+        if isinstance(update, WorkflowTaskAdded):
+            tasks.append(update.task)
+        elif isinstance(update, WorkflowTaskUpdated) and 0 <= update.task_index < len(tasks):
+            tasks[update.task_index] = update.task
+
+
+def _apply_answers(
+    item: StructuredInputItem, submission: StructuredInputSubmission
+) -> StructuredInputItem:
+    """The item with the user's answers applied, by the protocol's rules."""
+    answered = item.model_copy(deep=True)
+    known = {question.id for question in answered.inputs}
+    unknown = sorted(set(submission.answers) - known)
+    if unknown:
+        logger.warning("structured input %s: ignoring unknown question ids %s", item.id, unknown)
+    for question in answered.inputs:
+        answer = submission.answers.get(question.id)
+        if submission.status == "skipped" or answer is None or answer.skipped or not answer.values:
+            question.answer = StructuredInputAnswer(skipped=True)
+            continue
+        values = answer.values
+        if isinstance(question, StructuredInputMultipleChoice) and not question.multiple:
+            values = values[:1]
+        question.answer = StructuredInputAnswer(values=list(values))
+    answered.status = submission.status
+    return answered

@@ -1,0 +1,145 @@
+"""The responder contract: what user code provides, and how the engine calls it.
+
+A responder is either an async-generator function taking a `Turn`::
+
+    async def respond(turn: Turn) -> AsyncIterator[ThreadStreamEvent]: ...
+
+or an object with a `respond(turn)` method and any of these optional methods:
+
+- `action(turn, action, sender)`: async iterator of events, for `threads.custom_action`;
+- `sync_action(turn, action, sender)`: returns `SyncCustomActionResponse`;
+- `add_feedback(turn, item_ids, kind)`: for `items.feedback`;
+- `transcribe(audio, context)`: returns `TranscriptionResult` (or a `str`);
+- `stream_options(turn)`: returns `StreamOptions` (sync or async).
+
+A request that needs a method the responder lacks is refused with `not_supported`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol, runtime_checkable
+
+from .errors import NotSupportedError
+from .turn import Turn
+from .types import (
+    Action,
+    AudioInput,
+    FeedbackKind,
+    StreamOptions,
+    SyncCustomActionResponse,
+    ThreadStreamEvent,
+    TranscriptionResult,
+    WidgetItem,
+)
+
+__all__ = ["Responder", "ResponderFunction", "ResponderLike"]
+
+ResponderFunction = Callable[[Turn[Any]], AsyncIterator[ThreadStreamEvent]]
+"""A plain responder: an async-generator function of a `Turn`."""
+
+
+@runtime_checkable
+class Responder(Protocol):
+    """An object responder; only `respond` is required (see the module docs)."""
+
+    def respond(self, turn: Turn[Any]) -> AsyncIterator[ThreadStreamEvent]:
+        """Yield the events of the reply to `turn`."""
+        ...
+
+
+ResponderLike = ResponderFunction | Responder
+"""What `ChatKitApp` accepts as its responder."""
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+class BoundResponder:
+    """The engine's view of a responder: every optional method, or a clear refusal."""
+
+    def __init__(self, responder: ResponderLike) -> None:
+        respond = getattr(responder, "respond", None)
+        if callable(respond):
+            self._respond: ResponderFunction = respond
+            self._target: object = responder
+        elif callable(responder):
+            self._respond = responder
+            self._target = None
+        else:
+            raise TypeError(
+                "responder must be an async-generator function of a Turn, "
+                f"or an object with a respond(turn) method, not {type(responder).__name__}"
+            )
+
+    def _method(self, name: str, request_type: str) -> Callable[..., Any]:
+        method: Callable[..., Any] | None = getattr(self._target, name, None)
+        if not callable(method):
+            raise NotSupportedError(
+                f"{request_type} needs the responder to define {name}(); this one does not",
+                details=[{"missing_method": name}],
+            )
+        return method
+
+    def respond(self, turn: Turn[Any]) -> AsyncIterator[ThreadStreamEvent]:
+        """The events of a normal reply."""
+        return self._respond(turn)
+
+    def check_action(self) -> None:
+        """Refuse `threads.custom_action` up front when there is no `action`."""
+        self._method("action", "threads.custom_action")
+
+    def action(
+        self, turn: Turn[Any], action: Action[str, Any], sender: WidgetItem | None
+    ) -> AsyncIterator[ThreadStreamEvent]:
+        """The events of a reply to a widget action."""
+        method = self._method("action", "threads.custom_action")
+        events: AsyncIterator[ThreadStreamEvent] = method(turn, action, sender)
+        return events
+
+    async def sync_action(
+        self, turn: Turn[Any], action: Action[str, Any], sender: WidgetItem | None
+    ) -> SyncCustomActionResponse:
+        """The answer to a synchronous widget action."""
+        method = self._method("sync_action", "threads.sync_custom_action")
+        result = await _maybe_await(method(turn, action, sender))
+        if result is None:
+            return SyncCustomActionResponse()
+        if not isinstance(result, SyncCustomActionResponse):
+            raise TypeError("sync_action() must return a SyncCustomActionResponse or None")
+        return result
+
+    async def add_feedback(self, turn: Turn[Any], item_ids: list[str], kind: FeedbackKind) -> None:
+        """Record thumbs up/down on items."""
+        method = self._method("add_feedback", "items.feedback")
+        await _maybe_await(method(turn, item_ids, kind))
+
+    def check_transcribe(self) -> None:
+        """Refuse `input.transcribe` up front when there is no `transcribe`."""
+        self._method("transcribe", "input.transcribe")
+
+    async def transcribe(self, audio: AudioInput, context: Any) -> TranscriptionResult:
+        """Speech to composer text."""
+        method = self._method("transcribe", "input.transcribe")
+        result = await _maybe_await(method(audio, context))
+        if isinstance(result, str):
+            return TranscriptionResult(text=result)
+        if not isinstance(result, TranscriptionResult):
+            raise TypeError("transcribe() must return a TranscriptionResult or a str")
+        return result
+
+    async def stream_options(self, turn: Turn[Any]) -> StreamOptions:
+        """The reply's stream options; cancellable unless the responder says otherwise."""
+        method = getattr(self._target, "stream_options", None)
+        if not callable(method):
+            return StreamOptions(allow_cancel=True)
+        result = await _maybe_await(method(turn))
+        if isinstance(result, dict):
+            return StreamOptions.model_validate(result)
+        if not isinstance(result, StreamOptions):
+            raise TypeError("stream_options() must return StreamOptions")
+        return result

@@ -1,0 +1,218 @@
+"""Streaming responses: events to bytes, heartbeats, backpressure and disconnects.
+
+The reply runs in a producer task that encodes each event and puts it in a
+small bounded buffer; the request task takes frames out and writes them to the
+socket. A slow reader therefore blocks the producer (and with it the responder)
+after `buffer_size` frames instead of growing memory.
+
+When the client goes away, `cancel_on_disconnect` decides: cancel the reply
+(the engine then saves the partial answer, shielded) or let it run to the end
+with nothing sent, so every item it produces is still persisted. Either way the
+request task does not return before the reply has finished: no task outlives
+the request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from .engine import StreamPlan
+from .errors import ErrorCode
+from .types import ErrorEvent, ThreadStreamEvent
+from .types._base import to_wire_json
+
+__all__ = ["JSON_ARRAY", "NDJSON", "SSE", "Framing", "stream_reply"]
+
+logger = logging.getLogger("chatkit_asgi")
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+# Frames waiting in the buffer are joined into one socket write, up to this size:
+# fewer writes under load, and bounded latency for the frames already produced.
+_MAX_BATCH_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How events become bytes for one media type."""
+
+    media_type: str
+    prefix: bytes
+    suffix: bytes
+    separator: bytes
+    opening: bytes
+    closing: bytes
+    heartbeat: bytes | None
+
+    def frame(self, event: ThreadStreamEvent) -> bytes:
+        """One event as a complete frame (the separator is added when sending)."""
+        return self.prefix + to_wire_json(event) + self.suffix
+
+
+SSE = Framing(
+    media_type="text/event-stream; charset=utf-8",
+    prefix=b"data: ",
+    suffix=b"\n\n",
+    separator=b"",
+    opening=b"",
+    closing=b"",
+    # An SSE comment: ignored by EventSource parsers, keeps proxies from timing out.
+    heartbeat=b": ping\n\n",
+)
+"""Server-Sent Events, as the ChatKit UI reads them."""
+
+NDJSON = Framing(
+    media_type="application/x-ndjson",
+    prefix=b"",
+    suffix=b"\n",
+    separator=b"",
+    opening=b"",
+    closing=b"",
+    heartbeat=None,  # blank lines are not valid NDJSON for every parser
+)
+"""One JSON event per line."""
+
+JSON_ARRAY = Framing(
+    media_type="application/json",
+    prefix=b"",
+    suffix=b"",
+    separator=b",",
+    opening=b"[",
+    closing=b"]",
+    heartbeat=b" ",  # whitespace between array elements is valid JSON
+)
+"""A single JSON array of events, still written incrementally."""
+
+
+def _headers(framing: Framing, extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"content-type", framing.media_type.encode()),
+        # no-transform: compressing proxies would otherwise buffer the stream.
+        (b"cache-control", b"no-cache, no-transform"),
+        (b"x-accel-buffering", b"no"),
+        *extra,
+    ]
+
+
+async def stream_reply(
+    plan: StreamPlan,
+    receive: Receive,
+    send: Send,
+    *,
+    framing: Framing = SSE,
+    cancel_on_disconnect: bool,
+    heartbeat_interval: float | None = 15.0,
+    buffer_size: int = 16,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Run `plan` and write its events to an ASGI `send` as one streaming response."""
+    frames_in, frames_out = anyio.create_memory_object_stream[bytes](max(buffer_size, 0))
+    producer_scope = anyio.CancelScope()
+    client_gone = anyio.Event()
+
+    async def emit(event: ThreadStreamEvent) -> None:
+        await frames_in.send(framing.frame(event))
+
+    async def produce() -> None:
+        async with frames_in:
+            with producer_scope:
+                try:
+                    await plan.run(emit)
+                except Exception:
+                    # The engine turns responder failures into error events itself; this is
+                    # a failure of the engine or store around it. Tell the client, keep serving.
+                    logger.exception("reply failed outside the responder")
+                    await emit(ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True))
+
+    def on_disconnect() -> None:
+        if not client_gone.is_set():
+            client_gone.set()
+            if cancel_on_disconnect:
+                producer_scope.cancel()
+
+    async def watch_disconnect() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                on_disconnect()
+                return
+
+    async def write(body: bytes, more: bool) -> None:
+        if client_gone.is_set():
+            return
+        try:
+            await send({"type": "http.response.body", "body": body, "more_body": more})
+        except OSError:
+            # Some servers report a vanished client by failing the write rather than
+            # through http.disconnect; both mean the same.
+            on_disconnect()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watch_disconnect)
+        tasks.start_soon(produce)
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": _headers(framing, extra_headers or []),
+                }
+            )
+        except OSError:
+            on_disconnect()
+        first = True
+        async with frames_out:
+            while True:
+                batch = await _next_batch(frames_out, framing, heartbeat_interval)
+                if batch is None:
+                    break
+                if not batch:
+                    if framing.heartbeat is not None:
+                        await write(framing.heartbeat, True)
+                    continue
+                body = framing.separator.join(batch)
+                if first:
+                    body = framing.opening + body
+                    first = False
+                elif framing.separator:
+                    body = framing.separator + body
+                await write(body, True)
+        await write((framing.opening if first else b"") + framing.closing, False)
+        tasks.cancel_scope.cancel()
+
+
+async def _next_batch(
+    frames: MemoryObjectReceiveStream[bytes], framing: Framing, heartbeat: float | None
+) -> list[bytes] | None:
+    """The frames ready now (waiting for at least one); [] when a heartbeat is due;
+    None when the reply is over."""
+    try:
+        if heartbeat is not None and framing.heartbeat is not None:
+            with anyio.move_on_after(heartbeat):
+                first = await frames.receive()
+                return _drain(frames, first)
+            return []
+        return _drain(frames, await frames.receive())
+    except anyio.EndOfStream:
+        return None
+
+
+def _drain(frames: MemoryObjectReceiveStream[bytes], first: bytes) -> list[bytes]:
+    batch = [first]
+    size = len(first)
+    while size < _MAX_BATCH_BYTES:
+        try:
+            frame = frames.receive_nowait()
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            break
+        batch.append(frame)
+        size += len(frame)
+    return batch
