@@ -11,7 +11,8 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 from starlette.exceptions import HTTPException
@@ -197,15 +198,32 @@ class ChatKitApp:
         except ChatKitError as exc:
             await _send_error(send, exc)
 
+    async def aclose(self) -> None:
+        """Close the stores (their connections and files)."""
+        for store in (self.store, self.engine.attachment_store):
+            close = getattr(store, "aclose", None)
+            if close is not None:
+                await close()
+
+    @asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """A Starlette/FastAPI lifespan that closes the stores on shutdown::
+
+        Starlette(routes=[Mount("/chatkit", app=chatkit)], lifespan=chatkit.lifespan)
+        """
+        try:
+            yield
+        finally:
+            await self.aclose()
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
+        # Only reached when the app runs standalone: a mounted app gets no lifespan.
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                close = getattr(self.store, "aclose", None)
-                if close is not None:
-                    await close()
+                await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -339,9 +357,13 @@ class ChatKitMiddleware:
         self.path = "/" + path.strip("/")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and _route_path(scope).rstrip("/") == self.path:
-            await self.chatkit(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            path = _route_path(scope)
+            if path == self.path or path.startswith(self.path + "/"):
+                # Like a Mount: the ChatKit app sees its own paths below `root_path`.
+                root_path = scope.get("root_path", "") + self.path
+                await self.chatkit({**scope, "root_path": root_path}, receive, send)
+                return
         await self.app(scope, receive, send)
 
 
