@@ -51,8 +51,16 @@ _HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "ra
 
 def _configure_logging() -> None:
     level = os.environ.get("LOG_LEVEL")
-    if level:
-        logging.getLogger("chatkit_asgi").setLevel(level.upper())
+    if not level:
+        return
+    library = logging.getLogger("chatkit_asgi")
+    library.setLevel(level.upper())
+    if not library.handlers and not logging.getLogger().handlers:
+        # Python's last-resort handler drops everything below WARNING; asking for
+        # a level should make it visible.
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        library.addHandler(handler)
 
 
 def _route_path(scope: Scope) -> str:
@@ -271,15 +279,18 @@ class ChatKitApp:
             await _send_json(send, 200, result.body)
             return
         assert isinstance(result, StreamPlan) and framing is not None
-        await stream_reply(
-            result,
-            receive,
-            send,
-            framing=framing,
-            cancel_on_disconnect=self._cancels(result),
-            heartbeat_interval=self.heartbeat_interval,
-            buffer_size=self.buffer_size,
-        )
+        try:
+            await stream_reply(
+                result,
+                receive,
+                send,
+                framing=framing,
+                cancel_on_disconnect=self._cancels(result),
+                heartbeat_interval=self.heartbeat_interval,
+                buffer_size=self.buffer_size,
+            )
+        finally:
+            await result.release()  # a no-op once the reply ran; frees the turn if it never did
 
     def _cancels(self, plan: StreamPlan) -> bool:
         if self.disconnect == "auto":

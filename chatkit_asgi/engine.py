@@ -15,7 +15,7 @@ import binascii
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
 
@@ -33,7 +33,7 @@ from .errors import (
     StreamError,
 )
 from .responder import BoundResponder, ResponderLike
-from .store import AttachmentStore, NotFoundError, Store
+from .store import AttachmentStore, NotFoundError, Store, TurnBusyError, TurnLease
 from .turn import Turn
 from .types import (
     AssistantMessageContent,
@@ -144,8 +144,8 @@ class StreamPlan:
     """A validated streaming request, ready to run.
 
     `allow_cancel` is what the reply's `stream_options` event will say; the
-    transport uses it to decide what a client disconnect means. The plan owns
-    the thread's turn lock until `run` finishes or `release` is called.
+    transport uses it to decide what a client disconnect means. The plan holds
+    the thread's turn lease until `run` finishes or `release` is called.
     """
 
     def __init__(
@@ -153,29 +153,67 @@ class StreamPlan:
         body: Callable[[Emit], Awaitable[None]],
         *,
         allow_cancel: bool,
-        release: Callable[[], None],
+        lease: TurnLease | None = None,
     ) -> None:
         self._body = body
         self.allow_cancel = allow_cancel
-        self._release = release
-        self._released = False
+        self._lease = lease
 
     async def run(self, emit: Emit) -> None:
         """Perform the request, passing every client-visible event to `emit`."""
         try:
-            await self._body(emit)
+            lease = self._lease
+            if lease is not None and lease.renew_every:
+                async with anyio.create_task_group() as keeper:
+                    keeper.start_soon(_keep_renewed, lease, lease.renew_every)
+                    await self._body(emit)
+                    keeper.cancel_scope.cancel()
+            else:
+                await self._body(emit)
         finally:
-            self.release()
+            await self.release()
 
-    def release(self) -> None:
-        """Give up the turn lock (idempotent); for plans that will never run."""
-        if not self._released:
-            self._released = True
-            self._release()
+    async def release(self) -> None:
+        """Give up the turn lease (idempotent); for plans that will never run."""
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            # Runs after cancellation too: the next reply must not wait for an expiry.
+            with anyio.CancelScope(shield=True):
+                await lease.release()
+
+
+async def _keep_renewed(lease: TurnLease, interval: float) -> None:
+    while True:
+        await anyio.sleep(interval)
+        try:
+            await lease.renew()
+        except Exception:
+            logger.warning("could not renew a turn lease", exc_info=True)
+
+
+class _LocalLease:
+    """An in-process turn lock, for stores without leases of their own."""
+
+    renew_every: float | None = None
+
+    def __init__(self, locks: _TurnLocks, thread_id: str, semaphore: anyio.Semaphore) -> None:
+        self._locks = locks
+        self._thread_id = thread_id
+        self._semaphore: anyio.Semaphore | None = semaphore
+
+    async def renew(self) -> None:
+        """Nothing to do: a local lock does not expire."""
+
+    async def release(self) -> None:
+        """Let the next reply on the thread go."""
+        if self._semaphore is not None:
+            self._semaphore.release()
+            self._semaphore = None
+            self._locks.forget(self._thread_id)
 
 
 class _TurnLocks:
-    """One lock per thread so two replies never interleave their items.
+    """One lock per thread so two replies in this process never interleave their items.
 
     Semaphores rather than locks: a plan acquires in the request task and
     releases in the task that streams the reply.
@@ -184,7 +222,7 @@ class _TurnLocks:
     def __init__(self) -> None:
         self._held: dict[str, tuple[anyio.Semaphore, int]] = {}
 
-    async def acquire(self, thread_id: str, wait: float) -> Callable[[], None]:
+    async def acquire(self, thread_id: str, wait: float) -> _LocalLease:
         semaphore, waiters = self._held.get(thread_id, (anyio.Semaphore(1), 0))
         self._held[thread_id] = (semaphore, waiters + 1)
         acquired = False
@@ -194,21 +232,12 @@ class _TurnLocks:
                 acquired = True
         finally:
             if not acquired:
-                self._forget(thread_id)
+                self.forget(thread_id)
         if not acquired:
-            raise ConflictError(
-                "Another reply is still running on this thread; try again when it has finished",
-                code="thread_busy",
-                headers={"Retry-After": "1"},
-            )
+            raise TurnBusyError(thread_id)
+        return _LocalLease(self, thread_id, semaphore)
 
-        def release() -> None:
-            semaphore.release()
-            self._forget(thread_id)
-
-        return release
-
-    def _forget(self, thread_id: str) -> None:
+    def forget(self, thread_id: str) -> None:
         semaphore, waiters = self._held[thread_id]
         if waiters <= 1:
             del self._held[thread_id]
@@ -406,7 +435,7 @@ class Engine:
         thread = ThreadMetadata(id=self.store.generate_thread_id(context), created_at=Turn.now())
         attachments = await self._load_attachments(request.params.input, context)
         turn = self._turn(thread, None, context, http_request, request.type)
-        release = await self._locks.acquire(thread.id, self.turn_wait)
+        lease = await self._acquire(thread.id, context)
 
         async def body(emit: Emit, options: StreamOptions) -> None:
             await self.store.save_thread(thread, context)
@@ -414,7 +443,7 @@ class Engine:
             await self._store_user_message(turn, request.params.input, attachments, emit)
             await self._reply(turn, self.responder.respond(turn), emit, options)
 
-        return await self._plan(turn, body, release)
+        return await self._plan(turn, body, lease)
 
     async def _prepare_add_user_message(
         self, request: ThreadsAddUserMessageReq, context: Any, http_request: Any
@@ -422,21 +451,21 @@ class Engine:
         thread = await self._load_thread(request.params.thread_id, context)
         attachments = await self._load_attachments(request.params.input, context)
         turn = self._turn(thread, None, context, http_request, request.type)
-        release = await self._locks.acquire(thread.id, self.turn_wait)
+        lease = await self._acquire(thread.id, context)
 
         async def body(emit: Emit, options: StreamOptions) -> None:
             await self._store_user_message(turn, request.params.input, attachments, emit)
             await self._reply(turn, self.responder.respond(turn), emit, options)
 
-        return await self._plan(turn, body, release)
+        return await self._plan(turn, body, lease)
 
     async def _prepare_client_tool_output(
         self, request: ThreadsAddClientToolOutputReq, context: Any, http_request: Any
     ) -> StreamPlan:
         thread = await self._load_thread(request.params.thread_id, context)
         turn = self._turn(thread, None, context, http_request, request.type)
-        release = await self._locks.acquire(thread.id, self.turn_wait)
-        try:
+        lease = await self._acquire(thread.id, context)
+        async with _released_on_error(lease):
             recent = await self._visible_items(thread.id, None, 1, "desc", context)
             tool_call = next(
                 (
@@ -451,9 +480,6 @@ class Engine:
                     f"thread {thread.id!r} has no pending client tool call to complete",
                     code="no_pending_tool_call",
                 )
-        except BaseException:
-            release()
-            raise
 
         async def body(emit: Emit, options: StreamOptions) -> None:
             tool_call.output = request.params.result
@@ -462,7 +488,7 @@ class Engine:
             await self._drop_dangling_tool_calls(thread, context)
             await self._reply(turn, self.responder.respond(turn), emit, options)
 
-        return await self._plan(turn, body, release)
+        return await self._plan(turn, body, lease)
 
     async def _prepare_structured_input(
         self, request: ThreadsAddStructuredInputReq, context: Any, http_request: Any
@@ -470,8 +496,8 @@ class Engine:
         params = request.params
         thread = await self._load_thread(params.thread_id, context)
         turn = self._turn(thread, None, context, http_request, request.type)
-        release = await self._locks.acquire(thread.id, self.turn_wait)
-        try:
+        lease = await self._acquire(thread.id, context)
+        async with _released_on_error(lease):
             item = await self._load_item(thread.id, params.item_id, context)
             if not isinstance(item, StructuredInputItem):
                 raise InvalidRequestError(
@@ -484,9 +510,6 @@ class Engine:
                     code="not_pending",
                 )
             answered = _apply_answers(item, params.input)
-        except BaseException:
-            release()
-            raise
 
         async def events() -> AsyncIterator[ThreadStreamEvent]:
             # Through the reply pipeline so the replacement is persisted like any other.
@@ -498,31 +521,28 @@ class Engine:
         async def body(emit: Emit, options: StreamOptions) -> None:
             await self._reply(turn, events(), emit, options)
 
-        return await self._plan(turn, body, release)
+        return await self._plan(turn, body, lease)
 
     async def _prepare_retry(
         self, request: ThreadsRetryAfterItemReq, context: Any, http_request: Any
     ) -> StreamPlan:
         params = request.params
         thread = await self._load_thread(params.thread_id, context)
-        release = await self._locks.acquire(thread.id, self.turn_wait)
-        try:
+        lease = await self._acquire(thread.id, context)
+        async with _released_on_error(lease):
             item = await self._load_item(thread.id, params.item_id, context)
             if not isinstance(item, UserMessageItem):
                 raise InvalidRequestError(
                     f"item {params.item_id!r} is not a user message; only those can be retried",
                     code="invalid_item_type",
                 )
-        except BaseException:
-            release()
-            raise
         turn = self._turn(thread, item, context, http_request, request.type)
 
         async def body(emit: Emit, options: StreamOptions) -> None:
             await self.store.delete_thread_items_after(thread.id, item.id, context)
             await self._reply(turn, self.responder.respond(turn), emit, options)
 
-        return await self._plan(turn, body, release)
+        return await self._plan(turn, body, lease)
 
     async def _prepare_custom_action(
         self, request: ThreadsCustomActionReq, context: Any, http_request: Any
@@ -537,33 +557,30 @@ class Engine:
             async def refuse(emit: Emit) -> None:
                 await emit(ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=False))
 
-            return StreamPlan(refuse, allow_cancel=True, release=lambda: None)
+            return StreamPlan(refuse, allow_cancel=True)
         turn.action, turn.sender = params.action, sender
-        release = await self._locks.acquire(thread.id, self.turn_wait)
+        lease = await self._acquire(thread.id, context)
 
         async def body(emit: Emit, options: StreamOptions) -> None:
             await self._reply(
                 turn, self.responder.action(turn, params.action, sender), emit, options
             )
 
-        return await self._plan(turn, body, release)
+        return await self._plan(turn, body, lease)
 
     async def _plan(
         self,
         turn: Turn[Any],
         body: Callable[[Emit, StreamOptions], Awaitable[None]],
-        release: Callable[[], None],
+        lease: TurnLease,
     ) -> StreamPlan:
-        try:
+        async with _released_on_error(lease):
             options = await self.responder.stream_options(turn)
-        except BaseException:
-            release()
-            raise
 
         async def run(emit: Emit) -> None:
             await body(emit, options)
 
-        return StreamPlan(run, allow_cancel=options.allow_cancel, release=release)
+        return StreamPlan(run, allow_cancel=options.allow_cancel, lease=lease)
 
     # -- the reply pipeline -------------------------------------------------------------
 
@@ -689,6 +706,19 @@ class Engine:
 
     # -- helpers ------------------------------------------------------------------------
 
+    async def _acquire(self, thread_id: str, context: Any) -> TurnLease:
+        try:
+            lease = await self.store.acquire_turn(thread_id, context, self.turn_wait)
+            if lease is None:
+                lease = await self._locks.acquire(thread_id, self.turn_wait)
+        except TurnBusyError:
+            raise ConflictError(
+                "Another reply is still running on this thread; try again when it has finished",
+                code="thread_busy",
+                headers={"Retry-After": "1"},
+            ) from None
+        return lease
+
     def _turn(
         self,
         thread: ThreadMetadata,
@@ -798,6 +828,17 @@ class Engine:
                     "dropping client tool call %s that was never completed", item.call_id
                 )
                 await self.store.delete_thread_item(thread.id, item.id, context)
+
+
+@asynccontextmanager
+async def _released_on_error(lease: TurnLease) -> AsyncIterator[None]:
+    """Give the lease back if validation refuses the request before it runs."""
+    try:
+        yield
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await lease.release()
+        raise
 
 
 def _aiter(source: Any) -> Any:

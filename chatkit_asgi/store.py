@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from abc import ABC, abstractmethod
-from typing import Any, Generic, Literal
+from typing import Any, Generic, Literal, Protocol
 
 from typing_extensions import TypeVar
 
@@ -27,6 +27,8 @@ __all__ = [
     "NotFoundError",
     "Store",
     "StoreItemType",
+    "TurnBusyError",
+    "TurnLease",
     "default_generate_id",
 ]
 
@@ -62,6 +64,26 @@ def default_generate_id(item_type: StoreItemType) -> str:
 
 class NotFoundError(Exception):
     """The thread, item or attachment does not exist (or belongs to someone else)."""
+
+
+class TurnBusyError(Exception):
+    """Another reply holds the thread's turn and did not finish in time."""
+
+
+class TurnLease(Protocol):
+    """The exclusive right to run a reply on one thread, held until released.
+
+    `renew_every` is how often (seconds) the holder must call `renew` to keep a
+    lease that expires on its own, or None for leases that do not expire.
+    """
+
+    renew_every: float | None
+
+    async def renew(self) -> None:
+        """Extend the lease."""
+
+    async def release(self) -> None:
+        """Give the turn up (idempotent)."""
 
 
 class Store(ABC, Generic[TContext]):
@@ -145,6 +167,17 @@ class Store(ABC, Generic[TContext]):
     @abstractmethod
     async def delete_thread_item(self, thread_id: str, item_id: str, context: TContext) -> None:
         """Delete one item (no error if it is already gone)."""
+
+    async def acquire_turn(
+        self, thread_id: str, context: TContext, wait: float
+    ) -> TurnLease | None:
+        """A lease on the thread's turn shared by every process using this store.
+
+        Wait up to `wait` seconds, then raise `TurnBusyError`. The default returns
+        None: the engine then serializes replies within its own process only.
+        Stores shared by several app workers (MongoDB) override this.
+        """
+        return None
 
     async def delete_thread_items_after(
         self, thread_id: str, item_id: str, context: TContext
