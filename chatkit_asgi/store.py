@@ -103,6 +103,9 @@ class Store(ABC, Generic[TContext]):
         """A new item id; override to change the format."""
         return default_generate_id(item_type)
 
+    async def aclose(self) -> None:
+        """Release connections and files; the app calls this on shutdown."""
+
     @abstractmethod
     async def load_thread(self, thread_id: str, context: TContext) -> ThreadMetadata:
         """The thread's metadata, or `NotFoundError`."""
@@ -162,7 +165,10 @@ class Store(ABC, Generic[TContext]):
 
     @abstractmethod
     async def delete_thread(self, thread_id: str, context: TContext) -> None:
-        """Delete a thread with its items (`NotFoundError` if it does not exist)."""
+        """Delete a thread with its items and the metadata of attachments bound to it.
+
+        `NotFoundError` if the thread does not exist.
+        """
 
     @abstractmethod
     async def delete_thread_item(self, thread_id: str, item_id: str, context: TContext) -> None:
