@@ -277,9 +277,11 @@ class Engine:
     def parse(self, body: bytes) -> ChatKitReq:
         """Validate a request body; `InvalidRequestError` says precisely what is wrong."""
         try:
-            return _REQUEST_ADAPTER.validate_json(body)
+            request = _REQUEST_ADAPTER.validate_json(body)
         except ValidationError as exc:
             raise self._describe(exc, body) from None
+        _reject_ambiguous_json(body)
+        return request
 
     @staticmethod
     def _describe(exc: ValidationError, body: bytes) -> InvalidRequestError:
@@ -293,7 +295,7 @@ class Engine:
             return InvalidRequestError(
                 "The request body must be a JSON object", code="invalid_request", details=errors
             )
-        if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        if first["type"] in ("union_tag_invalid", "union_tag_not_found") and not first["loc"]:
             try:
                 tag = json.loads(body).get("type")
             except (ValueError, AttributeError):
@@ -355,7 +357,8 @@ class Engine:
                     Page[Thread](
                         data=[self._thread_response(t) for t in threads.data],
                         has_more=threads.has_more,
-                        after=threads.after,
+                        # As the reference's stores do: a cursor only when there is more.
+                        after=threads.after if threads.has_more else None,
                     )
                 )
             case ItemsListReq():
@@ -620,7 +623,7 @@ class Engine:
         thread = turn.thread
         context = turn.context
         saved = thread.model_copy(deep=True)
-        pending: dict[str, ThreadItem] = {}
+        pending = _PendingItems()
 
         async def sync_thread() -> None:
             nonlocal saved
@@ -638,14 +641,14 @@ class Engine:
                     await sync_thread()
         except anyio.get_cancelled_exc_class():
             with anyio.move_on_after(self.cleanup_timeout, shield=True):
-                await self._save_interrupted(thread, pending, context, cancelled=True)
+                await self._save_cancelled(thread, pending, context)
             raise
         except BaseStreamError as exc:
-            await self._save_interrupted(thread, pending, context, cancelled=False)
+            # Like the reference, an unfinished item is dropped on error: the UI offers
+            # a retry of the whole reply, and a reload shows no half answer.
             await emit(_error_event(exc))
         except Exception:
             logger.exception("responder failed on thread %s", thread.id)
-            await self._save_interrupted(thread, pending, context, cancelled=False)
             await emit(ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True))
         await sync_thread()
 
@@ -653,54 +656,48 @@ class Engine:
         self,
         thread_id: str,
         event: ThreadStreamEvent,
-        pending: dict[str, ThreadItem],
+        pending: _PendingItems,
         context: Any,
     ) -> bool:
         """Apply an event's side effects; return whether the client may see it."""
         match event:
             case ThreadItemDoneEvent():
                 await self.store.add_thread_item(thread_id, event.item, context)
-                pending.pop(event.item.id, None)
+                pending.discard(event.item.id)
                 return not _is_hidden(event.item)
             case ThreadItemUpdatedEvent():
-                _apply_update(pending, event)
+                pending.update(event)
             case ThreadItemAddedEvent():
                 if _is_hidden(event.item):
                     return False
-                pending[event.item.id] = event.item.model_copy(deep=True)
+                pending.add(event.item)
             case ThreadItemReplacedEvent():
                 await self.store.save_item(thread_id, event.item, context)
-                pending.pop(event.item.id, None)
+                pending.discard(event.item.id)
                 return not _is_hidden(event.item)
             case ThreadItemRemovedEvent():
                 await self.store.delete_thread_item(thread_id, event.item_id, context)
-                pending.pop(event.item_id, None)
+                pending.discard(event.item_id)
         return True
 
-    async def _save_interrupted(
-        self,
-        thread: ThreadMetadata,
-        pending: dict[str, ThreadItem],
-        context: Any,
-        *,
-        cancelled: bool,
+    async def _save_cancelled(
+        self, thread: ThreadMetadata, pending: _PendingItems, context: Any
     ) -> None:
-        """Keep what the user already saw of an unfinished reply."""
+        """Keep what the user already saw of a cancelled reply, and say it was cancelled."""
         try:
-            for item in pending.values():
+            for item in pending.finished():
                 if isinstance(item, AssistantMessageItem) and any(
                     part.text.strip() for part in item.content
                 ):
                     await self.store.add_thread_item(thread.id, item, context)
-            if cancelled:
-                # Without this note the next reply may continue the interrupted answer.
-                note = SDKHiddenContextItem(
-                    id=self.store.generate_item_id("sdk_hidden_context", thread, context),
-                    thread_id=thread.id,
-                    created_at=Turn.now(),
-                    content=_CANCELLED_NOTE,
-                )
-                await self.store.add_thread_item(thread.id, note, context)
+            # Without this note the next reply may continue the interrupted answer.
+            note = SDKHiddenContextItem(
+                id=self.store.generate_item_id("sdk_hidden_context", thread, context),
+                thread_id=thread.id,
+                created_at=Turn.now(),
+                content=_CANCELLED_NOTE,
+            )
+            await self.store.add_thread_item(thread.id, note, context)
         except Exception:
             logger.exception("could not save the interrupted reply on thread %s", thread.id)
 
@@ -800,10 +797,9 @@ class Engine:
                 break
             cursor = page.data[-1].id
         data = visible[:limit]
+        has_more = len(visible) > limit
         return Page[ThreadItem](
-            data=data,
-            has_more=len(visible) > limit,
-            after=data[-1].id if data else None,
+            data=data, has_more=has_more, after=data[-1].id if data and has_more else None
         )
 
     @staticmethod
@@ -828,6 +824,39 @@ class Engine:
                     "dropping client tool call %s that was never completed", item.call_id
                 )
                 await self.store.delete_thread_item(thread.id, item.id, context)
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _AmbiguousJSON(f"duplicate key {key!r}")
+        seen[key] = value
+    return seen
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise _AmbiguousJSON(f"{name} is not JSON")
+
+
+class _AmbiguousJSON(ValueError):
+    pass
+
+
+def _reject_ambiguous_json(body: bytes) -> None:
+    """Refuse what pydantic's parser tolerates but JSON does not mean one way.
+
+    Duplicate keys are read differently by different parsers (a gateway may see
+    another request than we run), and NaN/Infinity are not JSON at all. The body
+    already passed pydantic, so this second, stdlib parse cannot fail otherwise.
+    """
+    try:
+        json.loads(body, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant)
+    except (_AmbiguousJSON, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise InvalidRequestError(
+            f"The request body is not valid JSON: {reason}", code="invalid_json"
+        ) from None
 
 
 @asynccontextmanager
@@ -868,34 +897,65 @@ def _error_event(exc: BaseStreamError) -> ErrorEvent:
     return ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=exc.allow_retry)
 
 
-def _apply_update(pending: dict[str, ThreadItem], event: ThreadItemUpdatedEvent) -> None:
-    """Keep pending items current so an interrupted reply can still be saved."""
-    item = pending.get(event.item_id)
-    update = event.update
-    if isinstance(item, AssistantMessageItem):
-        if isinstance(
-            update,
-            AssistantMessageContentPartAdded
-            | AssistantMessageContentPartTextDelta
-            | AssistantMessageContentPartAnnotationAdded
-            | AssistantMessageContentPartDone,
-        ):
-            content = item.content
-            while len(content) <= update.content_index:
-                content.append(AssistantMessageContent(text=""))
-            part = content[update.content_index]
+class _PendingItems:
+    """Items added but not done yet, kept current so a cancelled reply can be saved.
+
+    Text deltas are collected as chunks and joined only when the item is needed:
+    appending to a string field would copy the whole text at every delta.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[str, ThreadItem] = {}
+        self._chunks: dict[tuple[str, int], list[str]] = {}
+
+    def add(self, item: ThreadItem) -> None:
+        self.discard(item.id)
+        self._items[item.id] = item.model_copy(deep=True)
+
+    def discard(self, item_id: str) -> None:
+        if self._items.pop(item_id, None) is not None and self._chunks:
+            for key in [key for key in self._chunks if key[0] == item_id]:
+                del self._chunks[key]
+
+    def update(self, event: ThreadItemUpdatedEvent) -> None:
+        item = self._items.get(event.item_id)
+        update = event.update
+        if isinstance(item, AssistantMessageItem):
             if isinstance(update, AssistantMessageContentPartTextDelta):
-                part.text += update.delta
+                self._part(item, update.content_index)
+                self._chunks.setdefault((item.id, update.content_index), []).append(update.delta)
             elif isinstance(update, AssistantMessageContentPartAnnotationAdded):
-                part.annotations.insert(update.annotation_index, update.annotation)
-            else:
-                content[update.content_index] = update.content.model_copy(deep=True)
-    elif isinstance(item, WorkflowItem):
-        tasks = item.workflow.tasks
-        if isinstance(update, WorkflowTaskAdded):
-            tasks.append(update.task)
-        elif isinstance(update, WorkflowTaskUpdated) and 0 <= update.task_index < len(tasks):
-            tasks[update.task_index] = update.task
+                self._part(item, update.content_index).annotations.insert(
+                    update.annotation_index, update.annotation
+                )
+            elif isinstance(
+                update, AssistantMessageContentPartAdded | AssistantMessageContentPartDone
+            ):
+                self._part(item, update.content_index)
+                self._chunks.pop((item.id, update.content_index), None)
+                item.content[update.content_index] = update.content.model_copy(deep=True)
+        elif isinstance(item, WorkflowItem):
+            tasks = item.workflow.tasks
+            if isinstance(update, WorkflowTaskAdded):
+                tasks.append(update.task)
+            elif isinstance(update, WorkflowTaskUpdated) and 0 <= update.task_index < len(tasks):
+                tasks[update.task_index] = update.task
+
+    def finished(self) -> list[ThreadItem]:
+        """The pending items with all their text so far."""
+        for (item_id, index), chunks in self._chunks.items():
+            item = self._items[item_id]
+            assert isinstance(item, AssistantMessageItem)
+            item.content[index].text += "".join(chunks)
+        self._chunks.clear()
+        return list(self._items.values())
+
+    @staticmethod
+    def _part(item: AssistantMessageItem, index: int) -> AssistantMessageContent:
+        # Updates may name a part that was never announced; the reference pads too.
+        while len(item.content) <= index:
+            item.content.append(AssistantMessageContent(text=""))
+        return item.content[index]
 
 
 def _apply_answers(
