@@ -334,6 +334,11 @@ class ChatKitApp:
                 status_code=exc.status_code,
                 headers=dict(exc.headers or {}),
             ) from None
+        except Exception:
+            logger.exception("the context factory failed")
+            raise ChatKitError(
+                "The server failed to handle the request", code="internal_error", status_code=500
+            ) from None
         return context
 
 

@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
@@ -279,8 +280,10 @@ class Engine:
         try:
             request = _REQUEST_ADAPTER.validate_json(body)
         except ValidationError as exc:
+            # A body that is not JSON is reported as such, whatever else is wrong with it.
+            _reject_ambiguous_json(body, other_errors=False)
             raise self._describe(exc, body) from None
-        _reject_ambiguous_json(body)
+        _reject_ambiguous_json(body, other_errors=True)
         return request
 
     @staticmethod
@@ -843,16 +846,32 @@ class _AmbiguousJSON(ValueError):
     pass
 
 
-def _reject_ambiguous_json(body: bytes) -> None:
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _AmbiguousJSON(f"{text} is too large for a JSON number")
+    return value
+
+
+def _reject_ambiguous_json(body: bytes, *, other_errors: bool) -> None:
     """Refuse what pydantic's parser tolerates but JSON does not mean one way.
 
     Duplicate keys are read differently by different parsers (a gateway may see
-    another request than we run), and NaN/Infinity are not JSON at all. The body
-    already passed pydantic, so this second, stdlib parse cannot fail otherwise.
+    another request than we run), and NaN/Infinity (also spelled 1e400) are not
+    JSON numbers. With `other_errors`, any failure of this stdlib parse is invalid
+    JSON; without (the body already failed pydantic), plain syntax errors are left
+    to pydantic's more precise report.
     """
     try:
-        json.loads(body, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant)
-    except (_AmbiguousJSON, RecursionError) as exc:
+        json.loads(
+            body,
+            object_pairs_hook=_reject_duplicate_keys,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+        )
+    except (ValueError, RecursionError) as exc:
+        if not isinstance(exc, _AmbiguousJSON | RecursionError) and not other_errors:
+            return
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise InvalidRequestError(
             f"The request body is not valid JSON: {reason}", code="invalid_json"
