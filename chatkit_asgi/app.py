@@ -13,8 +13,9 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+import anyio
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
@@ -43,6 +44,8 @@ DisconnectPolicy = Literal["auto", "cancel", "continue"]
 """What a client disconnect does to a running reply: `cancel` it (saving the partial
 answer), let it `continue` to the end in the background (losing nothing), or `auto`:
 cancel when the reply's stream options allow cancelling, continue otherwise."""
+
+T = TypeVar("T")
 
 DEFAULT_MAX_BODY_SIZE = 8 * 1024 * 1024
 _JSON_TYPES = ("application/json",)
@@ -267,7 +270,17 @@ class ChatKitApp:
                     status_code=406,
                 )
         try:
-            result = await self.engine.prepare(parsed, context, request)
+            if framing is None:
+                result = await self.engine.prepare(parsed, context, request)
+            else:
+                # A reply may wait for the thread's turn; a client that leaves meanwhile
+                # must not have its message stored later with nobody to answer.
+                prepared = await _unless_client_leaves(
+                    receive, lambda: self.engine.prepare(parsed, context, request)
+                )
+                if prepared is None:
+                    return
+                result = prepared
         except ChatKitError:
             raise
         except Exception:
@@ -381,6 +394,28 @@ class ChatKitMiddleware:
                 await self.chatkit({**scope, "root_path": root_path}, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+async def _unless_client_leaves(receive: Receive, work: Callable[[], Awaitable[T]]) -> T | None:
+    """`work()`, or None if the client disconnects first (the work is then cancelled)."""
+    outcome: T | None = None
+    failure: Exception | None = None
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        scope.cancel()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watch, tasks.cancel_scope)
+        try:
+            outcome = await work()
+        except Exception as exc:  # re-raised below, unwrapped from the task group
+            failure = exc
+        tasks.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    return outcome
 
 
 async def _send_json(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .engine import StreamPlan
@@ -157,6 +158,13 @@ async def stream_reply(
 
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(watch_disconnect)
+        # Let the watcher see a client that already left: a cancellable reply for
+        # nobody must not even start (its user message would be stored unanswered).
+        await anyio.lowlevel.checkpoint()
+        if client_gone.is_set() and cancel_on_disconnect:
+            await plan.release()
+            tasks.cancel_scope.cancel()
+            return
         tasks.start_soon(produce)
         try:
             await send(
