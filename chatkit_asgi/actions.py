@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, Literal, TypeVar, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 __all__ = [
     "DEFAULT_HANDLER",
@@ -35,12 +35,10 @@ class ActionConfig(BaseModel):
     the wire; defaults are always written out, as the reference does.
     """
 
-    model_config = ConfigDict(extra="allow")
-
     type: str
     payload: Any = None
     handler: Handler = DEFAULT_HANDLER
-    loadingBehavior: LoadingBehavior = DEFAULT_LOADING_BEHAVIOR  # noqa: N815 (wire name)
+    loadingBehavior: LoadingBehavior = DEFAULT_LOADING_BEHAVIOR
     streaming: bool = True
 
 
@@ -53,8 +51,6 @@ class Action(BaseModel, Generic[TType, TPayload]):
 
         button = Button(label="Yes", onClickAction=Vote.create({"choice": "yes"}))
     """
-
-    model_config = ConfigDict(extra="allow")
 
     type: TType
     payload: TPayload = None  # type: ignore[assignment]  # no-payload actions are common

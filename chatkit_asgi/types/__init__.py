@@ -5,6 +5,7 @@ becomes `from chatkit_asgi.types import X`.
 """
 
 from ..actions import Action, ActionConfig
+from ..errors import ErrorCode
 from ..widgets.components import *  # noqa: F403
 from ..widgets.components import __all__ as _widget_names
 from ._base import Page, UtcDatetime
@@ -20,9 +21,10 @@ from .requests import __all__ as _request_names
 from .sources import *  # noqa: F403
 from .sources import __all__ as _source_names
 
-__all__ = [  # noqa: PLE0604
+__all__ = [
     "Action",
     "ActionConfig",
+    "ErrorCode",
     "IconName",
     "LucideIconName",
     "Page",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel
 
 __all__ = ["Page", "UtcDatetime", "to_wire_json"]
 
@@ -25,7 +25,7 @@ UtcDatetime = Annotated[datetime, AfterValidator(_to_utc)]
 class Page(BaseModel, Generic[T]):
     """One page of a listing: `data`, whether more follow, and the cursor to continue."""
 
-    data: list[T] = Field(default_factory=list)
+    data: list[T] = []  # pydantic copies defaults per instance
     has_more: bool = False
     after: str | None = None
 
@@ -35,4 +35,7 @@ _WIRE_CONTEXT = {"wire": True}
 
 def to_wire_json(model: BaseModel) -> bytes:
     """JSON as the ChatKit UI expects it: aliases, no `None` fields, no attachment metadata."""
-    return model.model_dump_json(by_alias=True, exclude_none=True, context=_WIRE_CONTEXT).encode()
+    # The serializer writes bytes directly; model_dump_json would decode them to str first.
+    return model.__pydantic_serializer__.to_json(
+        model, by_alias=True, exclude_none=True, context=_WIRE_CONTEXT
+    )

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AnyUrl, BaseModel, Field, SerializationInfo, model_serializer
-from pydantic.functional_serializers import SerializerFunctionWrapHandler
+from pydantic import (
+    AnyUrl,
+    BaseModel,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 __all__ = [
     "Attachment",
@@ -37,17 +43,24 @@ class AttachmentBase(BaseModel):
     thread_id: str | None = None
     metadata: dict[str, Any] | None = None
 
-    @model_serializer(mode="wrap")
     def _drop_metadata_on_the_wire(
         self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
     ) -> Any:
         data = handler(self)
         context = info.context
-        if isinstance(data, dict) and isinstance(context, dict):
-            # "exclude_metadata" is the reference's spelling; accept it for migrations.
-            if context.get("wire") or context.get("exclude_metadata"):
-                data.pop("metadata", None)
+        # "exclude_metadata" is the reference's spelling; accept it for migrations.
+        if (
+            isinstance(data, dict)
+            and isinstance(context, dict)
+            and (context.get("wire") or context.get("exclude_metadata"))
+        ):
+            data.pop("metadata", None)
         return data
+
+    # Without a return annotation pydantic describes the output with the model's
+    # own schema (an `Any` annotation would make it an untyped `{}`).
+    del _drop_metadata_on_the_wire.__annotations__["return"]
+    _drop_metadata_on_the_wire = model_serializer(mode="wrap")(_drop_metadata_on_the_wire)
 
 
 class FileAttachment(AttachmentBase):

@@ -126,7 +126,9 @@ class GeneratedImageUpdated(BaseModel):
     progress: float | None = None
 
 
-ThreadItemUpdate = Annotated[
+# A plain (smart-mode) union like the reference's, so an update without `type`
+# validates the same way on both.
+ThreadItemUpdate = (
     AssistantMessageContentPartAdded
     | AssistantMessageContentPartTextDelta
     | AssistantMessageContentPartAnnotationAdded
@@ -136,9 +138,8 @@ ThreadItemUpdate = Annotated[
     | WidgetRootUpdated
     | WorkflowTaskAdded
     | WorkflowTaskUpdated
-    | GeneratedImageUpdated,
-    Field(discriminator="type"),
-]
+    | GeneratedImageUpdated
+)
 """Any incremental change to an item that is still streaming."""
 
 

@@ -50,20 +50,20 @@ __all__ = [
 class ActiveStatus(BaseModel):
     """The thread accepts new messages."""
 
-    type: Literal["active"] = "active"
+    type: Literal["active"] = Field(default="active", frozen=True)
 
 
 class LockedStatus(BaseModel):
     """The thread is read-only for now, with an optional reason shown to the user."""
 
-    type: Literal["locked"] = "locked"
+    type: Literal["locked"] = Field(default="locked", frozen=True)
     reason: str | None = None
 
 
 class ClosedStatus(BaseModel):
     """The thread is finished, with an optional reason shown to the user."""
 
-    type: Literal["closed"] = "closed"
+    type: Literal["closed"] = Field(default="closed", frozen=True)
     reason: str | None = None
 
 
@@ -74,8 +74,8 @@ ThreadStatus = Annotated[ActiveStatus | LockedStatus | ClosedStatus, Field(discr
 class ThreadMetadata(BaseModel):
     """A thread without its items: what stores save and lists show."""
 
-    id: str
     title: str | None = None
+    id: str
     created_at: UtcDatetime
     status: ThreadStatus = Field(default_factory=ActiveStatus)
     allowed_image_domains: list[str] | None = None
@@ -85,7 +85,7 @@ class ThreadMetadata(BaseModel):
 class Thread(ThreadMetadata):
     """A thread with a page of its items, as `threads.get_by_id` returns it."""
 
-    items: Page[ThreadItem] = Field(default_factory=Page)
+    items: Page[ThreadItem]
 
 
 class ToolChoice(BaseModel):
@@ -114,7 +114,7 @@ class UserMessageTagContent(BaseModel):
     type: Literal["input_tag"] = "input_tag"
     id: str
     text: str
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any]
     group: str | None = None
     interactive: bool = False
 
@@ -148,7 +148,7 @@ class UserMessageItem(ThreadItemBase):
     content: list[UserMessageContent]
     attachments: list[Attachment] = Field(default_factory=list)
     quoted_text: str | None = None
-    inference_options: InferenceOptions = Field(default_factory=InferenceOptions)
+    inference_options: InferenceOptions
 
 
 class AssistantMessageItem(ThreadItemBase):

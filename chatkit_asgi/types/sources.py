@@ -75,7 +75,9 @@ class Annotation(BaseModel):
     """A citation attached to assistant text, optionally at a character index."""
 
     type: Literal["annotation"] = "annotation"
-    source: Source
+    # A plain (smart-mode) union like the reference's: a source without `type`
+    # still validates as the one kind it fits.
+    source: URLSource | FileSource | EntitySource
     index: int | None = None
 
 
