@@ -120,7 +120,15 @@ async def stream_reply(
     client_gone = anyio.Event()
 
     async def emit(event: ThreadStreamEvent) -> None:
-        await frames_in.send(framing.frame(event))
+        frame = framing.frame(event)
+        # Still a cancellation point, so a cancelled reply stops at its next event.
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        try:
+            # No scheduling round trip per event while the buffer has room: the
+            # consumer then takes whole batches, one socket write each.
+            frames_in.send_nowait(frame)
+        except anyio.WouldBlock:
+            await frames_in.send(frame)
 
     async def produce() -> None:
         async with frames_in:
@@ -203,6 +211,10 @@ async def _next_batch(
     """The frames ready now (waiting for at least one); [] when a heartbeat is due;
     None when the reply is over."""
     try:
+        try:
+            return _drain(frames, frames.receive_nowait())
+        except anyio.WouldBlock:
+            pass
         if heartbeat is not None and framing.heartbeat is not None:
             with anyio.move_on_after(heartbeat):
                 first = await frames.receive()
