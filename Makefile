@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv demo test lint build clean
+.PHONY: venv demo test test-strict lint build clean
 
 venv: $(STAMP)
 
@@ -27,9 +27,22 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
+# Storage-side enforcement of presigned uploads, against LocalStack with signature
+# checks on (moto does not check them). Needs Python 3.13 for LocalStack.
+LOCALSTACK_VENV := .venv-localstack
+PYTHON313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) python3.13)
+$(LOCALSTACK_VENV)/.installed:
+	$(PYTHON313) -m venv $(LOCALSTACK_VENV)
+	$(LOCALSTACK_VENV)/bin/pip install --quiet "localstack-core[runtime]==2026.3.0" \
+	  "cbor2==5.6.5" "pyopenssl==24.3.0" "cryptography==44.0.3" "service-identity==24.2.0" "joserfc==1.0.4"
+	touch $@
+
+test-strict: $(STAMP) $(LOCALSTACK_VENV)/.installed
+	CHATKIT_LOCALSTACK_PYTHON=$(LOCALSTACK_VENV)/bin/python $(BIN)/python -m pytest tests/attachments/strict_s3.py
+
 build: $(STAMP)
 	rm -rf dist
 	$(BIN)/python -m build --outdir dist .
 
 clean:
-	rm -rf $(VENV) dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOCALSTACK_VENV) dist .pytest_cache .mypy_cache .ruff_cache chatkit-attachments

@@ -23,7 +23,7 @@ from .errors import (
     StreamError,
 )
 from .responder import Responder, ResponderLike
-from .store import AttachmentStore, NotFoundError, Store
+from .store import AttachmentStore, NotFoundError, Store, StoreUnavailableError
 from .turn import Turn
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "Responder",
     "ResponderLike",
     "Store",
+    "StoreUnavailableError",
     "StreamError",
     "Turn",
 ]

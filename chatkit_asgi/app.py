@@ -19,12 +19,15 @@ import anyio
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from ._attachments import base_url_scope
 from .engine import Engine, JSONResult, StreamPlan
 from .errors import ChatKitError
+from .playground import PlaygroundRoutes
 from .responder import ResponderLike
-from .store import AttachmentStore, Store
+from .store import AttachmentStore, Store, StoreUnavailableError
 from .streaming import JSON_ARRAY, NDJSON, SSE, Framing, stream_reply
 from .types import is_streaming_req
+from .uploads import UploadRoutes, request_base_url
 
 __all__ = ["ChatKitApp", "ChatKitMiddleware", "ContextFactory", "DisconnectPolicy"]
 
@@ -82,6 +85,12 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _joined_header(scope: Scope, name: bytes) -> str | None:
+    """A list-valued header sent on several lines, as one comma-separated value."""
+    values = [bytes(v).decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == name]
+    return ", ".join(values) if values else None
+
+
 def _is_json_media_type(content_type: str | None) -> bool:
     if content_type is None:
         return False
@@ -95,9 +104,10 @@ def _accepted_ranges(accept: str) -> list[tuple[str, float]]:
         fields = [f.strip() for f in part.split(";")]
         quality = 1.0
         for param in fields[1:]:
-            if param.startswith("q="):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
                 try:
-                    quality = float(param[2:])
+                    quality = float(value)
                 except ValueError:
                     quality = 0.0
         ranges.append((fields[0].lower(), quality))
@@ -159,6 +169,19 @@ class ChatKitApp:
         max_page_size: upper bound of any client-supplied `limit`.
         turn_wait: seconds a reply waits for another reply on the same thread
             to finish before it is refused with 409 `thread_busy`.
+        checkpoint_interval: while assistant text streams, it is saved at most
+            this often (seconds), so a killed worker loses at most this much of
+            an answer; None turns checkpoints off.
+        upload_route: serve the attachment routes below the endpoint when there
+            is an attachment store: `POST {mount}/upload` (direct uploads) and,
+            for stores that keep files themselves, `{mount}/upload/<token>` and
+            `{mount}/files/<token>` (see `chatkit_asgi.uploads`).
+        public_base_url: the public URL of this endpoint (e.g.
+            `https://example.com/chatkit`) for the absolute URLs attachment stores
+            hand out; by default the URL each request came to.
+        playground: serve the playground page at `GET {mount}/` and its assets at
+            `GET {mount}/playground/...` (see `chatkit_asgi.playground`): a
+            development tool, off by default.
     """
 
     def __init__(
@@ -175,6 +198,10 @@ class ChatKitApp:
         page_size: int = 20,
         max_page_size: int = 100,
         turn_wait: float = 15.0,
+        checkpoint_interval: float | None = 1.0,
+        upload_route: bool = True,
+        public_base_url: str | None = None,
+        playground: bool = False,
     ) -> None:
         if store is None:
             from .stores.sqlite import SQLiteStore
@@ -188,12 +215,18 @@ class ChatKitApp:
             page_size=page_size,
             max_page_size=max_page_size,
             turn_wait=turn_wait,
+            checkpoint_interval=checkpoint_interval,
         )
         self.context_factory = context
         self.max_body_size = max_body_size
         self.heartbeat_interval = heartbeat_interval
         self.buffer_size = buffer_size
         self.disconnect = disconnect
+        # Attachment routes (issue 4): dispatched in `_handle`, implemented in uploads.py.
+        self.uploads = UploadRoutes(self) if attachment_store is not None and upload_route else None
+        self.public_base_url = public_base_url.rstrip("/") if public_base_url else None
+        # Playground page (issue 9): dispatched in `_handle`, implemented in playground/.
+        self.playground = PlaygroundRoutes() if playground else None
         _configure_logging()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -205,7 +238,9 @@ class ChatKitApp:
                 await send({"type": "websocket.close", "code": 1003})
             return
         try:
-            await self._handle(scope, receive, send)
+            # Stores build absolute attachment URLs from this (issue 4).
+            with base_url_scope(self.public_base_url or request_base_url(scope)):
+                await self._handle(scope, receive, send)
         except ChatKitError as exc:
             await _send_error(send, exc)
 
@@ -239,7 +274,19 @@ class ChatKitApp:
                 return
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if _route_path(scope).rstrip("/") != "":
+        route = _route_path(scope).rstrip("/")
+        # -- playground (issue 9): GET {mount}/ and {mount}/playground/..., before the POST check
+        if self.playground is not None and self.playground.matches(route, scope["method"]):
+            await self.playground.handle(route, scope, send)
+            return
+        # -- end playground
+        if (
+            route
+            and self.uploads is not None
+            and await self.uploads.handle(route, scope, receive, send)
+        ):
+            return
+        if route != "":
             raise ChatKitError("No such route", code="not_found", status_code=404)
         if scope["method"] != "POST":
             raise ChatKitError(
@@ -261,7 +308,7 @@ class ChatKitApp:
         parsed = self.engine.parse(body)
         framing: Framing | None = None
         if is_streaming_req(parsed):
-            framing = _negotiate_stream(_header(scope, b"accept"))
+            framing = _negotiate_stream(_joined_header(scope, b"accept"))
             if framing is None:
                 raise ChatKitError(
                     "This request answers text/event-stream, application/x-ndjson or "
@@ -283,6 +330,14 @@ class ChatKitApp:
                 result = prepared
         except ChatKitError:
             raise
+        except StoreUnavailableError:
+            logger.warning("store unavailable during %s", parsed.type, exc_info=True)
+            raise ChatKitError(
+                "The store is unavailable; try again shortly",
+                code="store_unavailable",
+                status_code=503,
+                headers={"Retry-After": "1"},
+            ) from None
         except Exception:
             logger.exception("request %s failed", parsed.type)
             raise ChatKitError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import math
@@ -21,28 +22,20 @@ from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
 
 import anyio
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
+from ._pipeline import Emit, ReplyPipeline, as_async_generator, is_hidden
 from .errors import (
-    BaseStreamError,
     ConflictError,
-    CustomStreamError,
     ErrorCode,
     InvalidRequestError,
     NotSupportedError,
     ResourceNotFoundError,
-    StreamError,
 )
 from .responder import BoundResponder, ResponderLike
 from .store import AttachmentStore, NotFoundError, Store, TurnBusyError, TurnLease
 from .turn import Turn
 from .types import (
-    AssistantMessageContent,
-    AssistantMessageContentPartAdded,
-    AssistantMessageContentPartAnnotationAdded,
-    AssistantMessageContentPartDone,
-    AssistantMessageContentPartTextDelta,
-    AssistantMessageItem,
     Attachment,
     AttachmentsCreateReq,
     AttachmentsDeleteReq,
@@ -50,14 +43,11 @@ from .types import (
     ChatKitReq,
     ClientToolCallItem,
     ErrorEvent,
-    HiddenContextItem,
     InputTranscribeReq,
     ItemsFeedbackReq,
     ItemsListReq,
     Page,
-    SDKHiddenContextItem,
     StreamOptions,
-    StreamOptionsEvent,
     StructuredInputAnswer,
     StructuredInputItem,
     StructuredInputMultipleChoice,
@@ -66,11 +56,8 @@ from .types import (
     ThreadCreatedEvent,
     ThreadCustomActionParams,
     ThreadItem,
-    ThreadItemAddedEvent,
     ThreadItemDoneEvent,
-    ThreadItemRemovedEvent,
     ThreadItemReplacedEvent,
-    ThreadItemUpdatedEvent,
     ThreadMetadata,
     ThreadsAddClientToolOutputReq,
     ThreadsAddStructuredInputReq,
@@ -84,13 +71,9 @@ from .types import (
     ThreadsSyncCustomActionReq,
     ThreadStreamEvent,
     ThreadsUpdateReq,
-    ThreadUpdatedEvent,
     UserMessageInput,
     UserMessageItem,
     WidgetItem,
-    WorkflowItem,
-    WorkflowTaskAdded,
-    WorkflowTaskUpdated,
 )
 from .types._base import to_wire_json
 
@@ -98,14 +81,8 @@ __all__ = ["Emit", "Engine", "JSONResult", "StreamPlan"]
 
 logger = logging.getLogger("chatkit_asgi")
 
-Emit = Callable[[ThreadStreamEvent], Awaitable[None]]
-"""Where a running reply sends each event that is meant for the client."""
-
 _REQUEST_ADAPTER: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
-_EVENT_ADAPTER: TypeAdapter[ThreadStreamEvent] = TypeAdapter(ThreadStreamEvent)
-_HIDDEN = (HiddenContextItem, SDKHiddenContextItem)
 _EMPTY_OBJECT = b"{}"
-_CANCELLED_NOTE = "The user cancelled the stream. Stop responding to the prior request."
 _KNOWN_TYPES = frozenset(
     tag
     for model in (
@@ -128,10 +105,6 @@ _KNOWN_TYPES = frozenset(
     )
     for tag in [model.model_fields["type"].default]
 )
-
-
-def _is_hidden(item: ThreadItem) -> bool:
-    return isinstance(item, _HIDDEN)
 
 
 @dataclass(frozen=True)
@@ -263,6 +236,7 @@ class Engine:
         max_page_size: int = 100,
         turn_wait: float = 15.0,
         cleanup_timeout: float = 5.0,
+        checkpoint_interval: float | None = 1.0,
     ) -> None:
         self.responder = BoundResponder(responder)
         self.store = store
@@ -271,6 +245,7 @@ class Engine:
         self.max_page_size = max_page_size
         self.turn_wait = turn_wait
         self.cleanup_timeout = cleanup_timeout
+        self.checkpoint_interval = checkpoint_interval
         self._locks = _TurnLocks()
 
     # -- parsing -----------------------------------------------------------------
@@ -347,6 +322,7 @@ class Engine:
             case ThreadsGetByIdReq():
                 thread = await self._load_thread(request.params.thread_id, context)
                 page = await self._visible_items(thread.id, None, self.page_size, "asc", context)
+                await self._refresh_attachment_urls(page, context)
                 return to_wire_json(self._thread_response(thread, page))
             case ThreadsListReq():
                 listing = request.params
@@ -370,6 +346,7 @@ class Engine:
                 page = await self._visible_items(
                     items.thread_id, items.after, self._limit(items.limit), items.order, context
                 )
+                await self._refresh_attachment_urls(page, context)
                 return to_wire_json(page)
             case ThreadsUpdateReq():
                 thread = await self._load_thread(request.params.thread_id, context)
@@ -377,10 +354,12 @@ class Engine:
                 await self.store.save_thread(thread, context)
                 return to_wire_json(self._thread_response(thread))
             case ThreadsDeleteReq():
+                doomed = await self._thread_attachment_ids(request.params.thread_id, context)
                 try:
                     await self.store.delete_thread(request.params.thread_id, context)
                 except NotFoundError:
                     _not_found("thread", request.params.thread_id)
+                await self._delete_attachment_bytes(doomed, context)
                 return _EMPTY_OBJECT
             case ItemsFeedbackReq():
                 feedback = request.params
@@ -520,7 +499,7 @@ class Engine:
         async def events() -> AsyncIterator[ThreadStreamEvent]:
             # Through the reply pipeline so the replacement is persisted like any other.
             yield ThreadItemReplacedEvent(item=answered)
-            async with aclosing(_aiter(self.responder.respond(turn))) as reply:
+            async with aclosing(as_async_generator(self.responder.respond(turn))) as reply:
                 async for event in reply:
                     yield event
 
@@ -598,7 +577,13 @@ class Engine:
         emit: Emit,
     ) -> None:
         thread = turn.thread
-        bound = [a.model_copy(update={"thread_id": thread.id}) for a in attachments]
+        # URLs renewed by the attachment store if they expired meanwhile (issue 4).
+        bound = [
+            (await self._fresh_attachment(a, turn.context)).model_copy(
+                update={"thread_id": thread.id}
+            )
+            for a in attachments
+        ]
         item = UserMessageItem(
             id=self.store.generate_item_id("message", thread, turn.context),
             thread_id=thread.id,
@@ -621,88 +606,16 @@ class Engine:
         emit: Emit,
         options: StreamOptions,
     ) -> None:
-        """Run a responder's events through persistence and filtering to `emit`."""
-        await emit(StreamOptionsEvent(stream_options=options))
-        thread = turn.thread
-        context = turn.context
-        saved = thread.model_copy(deep=True)
-        pending = _PendingItems()
-
-        async def sync_thread() -> None:
-            nonlocal saved
-            if thread != saved:
-                saved = thread.model_copy(deep=True)
-                await self.store.save_thread(thread, context)
-                await emit(ThreadUpdatedEvent(thread=self._thread_response(thread)))
-
-        try:
-            async with aclosing(_aiter(source)) as events:
-                async for raw in events:
-                    event = _coerce_event(raw)
-                    if await self._persist(thread.id, event, pending, context):
-                        await emit(event)
-                    await sync_thread()
-        except anyio.get_cancelled_exc_class():
-            with anyio.move_on_after(self.cleanup_timeout, shield=True):
-                await self._save_cancelled(thread, pending, context)
-            raise
-        except BaseStreamError as exc:
-            # Like the reference, an unfinished item is dropped on error: the UI offers
-            # a retry of the whole reply, and a reload shows no half answer.
-            await emit(_error_event(exc))
-        except Exception:
-            logger.exception("responder failed on thread %s", thread.id)
-            await emit(ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True))
-        await sync_thread()
-
-    async def _persist(
-        self,
-        thread_id: str,
-        event: ThreadStreamEvent,
-        pending: _PendingItems,
-        context: Any,
-    ) -> bool:
-        """Apply an event's side effects; return whether the client may see it."""
-        match event:
-            case ThreadItemDoneEvent():
-                await self.store.add_thread_item(thread_id, event.item, context)
-                pending.discard(event.item.id)
-                return not _is_hidden(event.item)
-            case ThreadItemUpdatedEvent():
-                pending.update(event)
-            case ThreadItemAddedEvent():
-                if _is_hidden(event.item):
-                    return False
-                pending.add(event.item)
-            case ThreadItemReplacedEvent():
-                await self.store.save_item(thread_id, event.item, context)
-                pending.discard(event.item.id)
-                return not _is_hidden(event.item)
-            case ThreadItemRemovedEvent():
-                await self.store.delete_thread_item(thread_id, event.item_id, context)
-                pending.discard(event.item_id)
-        return True
-
-    async def _save_cancelled(
-        self, thread: ThreadMetadata, pending: _PendingItems, context: Any
-    ) -> None:
-        """Keep what the user already saw of a cancelled reply, and say it was cancelled."""
-        try:
-            for item in pending.finished():
-                if isinstance(item, AssistantMessageItem) and any(
-                    part.text.strip() for part in item.content
-                ):
-                    await self.store.add_thread_item(thread.id, item, context)
-            # Without this note the next reply may continue the interrupted answer.
-            note = SDKHiddenContextItem(
-                id=self.store.generate_item_id("sdk_hidden_context", thread, context),
-                thread_id=thread.id,
-                created_at=Turn.now(),
-                content=_CANCELLED_NOTE,
-            )
-            await self.store.add_thread_item(thread.id, note, context)
-        except Exception:
-            logger.exception("could not save the interrupted reply on thread %s", thread.id)
+        """Run a responder's events through the reply pipeline to `emit`."""
+        pipeline = ReplyPipeline(
+            self.store,
+            turn,
+            emit,
+            self._thread_response,
+            checkpoint_interval=self.checkpoint_interval,
+            cleanup_timeout=self.cleanup_timeout,
+        )
+        await pipeline.run(source, options)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -734,6 +647,7 @@ class Engine:
             store=self.store,
             request=http_request,
             request_type=request_type,
+            attachment_store=self.attachment_store,
         )
 
     def _limit(self, limit: int | None) -> int:
@@ -758,7 +672,7 @@ class Engine:
             item = await self.store.load_item(thread_id, item_id, context)
         except NotFoundError:
             _not_found("item", item_id)
-        if _is_hidden(item):
+        if is_hidden(item):
             # Hidden items do not exist as far as the client is concerned.
             _not_found("item", item_id)
         return item
@@ -779,6 +693,70 @@ class Engine:
     async def _load_attachments(self, message: UserMessageInput, context: Any) -> list[Attachment]:
         return [await self._load_attachment(a, context) for a in message.attachments]
 
+    # -- attachment lifecycle (issue 4) -------------------------------------------------
+
+    async def _refresh_attachment_urls(self, page: Page[ThreadItem], context: Any) -> None:
+        """Renew expired attachment URLs (image previews) in items about to be sent.
+
+        Only the answer changes: rewriting stored items on a read could race with a
+        retry deleting them, and the store renews URLs cheaply on every load.
+        """
+        if self.attachment_store is None:
+            return
+        for item in page.data:
+            if isinstance(item, UserMessageItem) and item.attachments:
+                item.attachments = [
+                    await self._fresh_attachment(a, context) for a in item.attachments
+                ]
+
+    async def _fresh_attachment(self, attachment: Attachment, context: Any) -> Attachment:
+        if self.attachment_store is None:
+            return attachment
+        try:
+            return await self.attachment_store.refresh_urls(attachment, context)
+        except Exception:
+            logger.warning(
+                "could not renew the URLs of attachment %s", attachment.id, exc_info=True
+            )
+            return attachment
+
+    async def _thread_attachment_ids(self, thread_id: str, context: Any) -> list[str]:
+        """Ids of the attachments bound to the thread, whose bytes go with it."""
+        if self.attachment_store is None:
+            return []
+        ids: dict[str, None] = {}
+        after: str | None = None
+        try:
+            while True:
+                page = await self.store.load_thread_items(thread_id, after, 100, "asc", context)
+                for item in page.data:
+                    if isinstance(item, UserMessageItem):
+                        ids.update(dict.fromkeys(a.id for a in item.attachments))
+                if not page.has_more or page.after is None:
+                    break
+                after = page.after
+            bound = []
+            for attachment_id in ids:
+                with contextlib.suppress(NotFoundError):
+                    attachment = await self.store.load_attachment(attachment_id, context)
+                    # Sent again in another thread since? Then it is that thread's now.
+                    if attachment.thread_id == thread_id:
+                        bound.append(attachment_id)
+        except NotFoundError:
+            return []  # no such thread: `delete_thread` says so
+        return bound
+
+    async def _delete_attachment_bytes(self, attachment_ids: list[str], context: Any) -> None:
+        if self.attachment_store is None:
+            return
+        for attachment_id in attachment_ids:
+            try:
+                await self.attachment_store.delete_attachment(attachment_id, context)
+            except Exception:
+                logger.warning(
+                    "could not delete the bytes of attachment %s", attachment_id, exc_info=True
+                )
+
     async def _visible_items(
         self, thread_id: str, after: str | None, limit: int, order: str, context: Any
     ) -> Page[ThreadItem]:
@@ -795,7 +773,7 @@ class Engine:
                 )
             except NotFoundError:
                 _not_found("item", cursor or thread_id)
-            visible.extend(item for item in page.data if not _is_hidden(item))
+            visible.extend(item for item in page.data if not is_hidden(item))
             if not page.has_more or not page.data:
                 break
             cursor = page.data[-1].id
@@ -887,94 +865,6 @@ async def _released_on_error(lease: TurnLease) -> AsyncIterator[None]:
         with anyio.CancelScope(shield=True):
             await lease.release()
         raise
-
-
-def _aiter(source: Any) -> Any:
-    """An async generator over any async iterable, so it can be closed deterministically."""
-
-    async def gen() -> AsyncIterator[Any]:
-        async for value in source:
-            yield value
-
-    if hasattr(source, "aclose"):
-        return source
-    return gen()
-
-
-def _coerce_event(raw: Any) -> ThreadStreamEvent:
-    if isinstance(raw, BaseModel) and hasattr(raw, "type"):
-        return raw  # type: ignore[return-value]
-    return _EVENT_ADAPTER.validate_python(raw)
-
-
-def _error_event(exc: BaseStreamError) -> ErrorEvent:
-    if isinstance(exc, CustomStreamError):
-        return ErrorEvent(code="custom", message=exc.message, allow_retry=exc.allow_retry)
-    if isinstance(exc, StreamError):
-        code = exc.code.value if isinstance(exc.code, ErrorCode) else str(exc.code)
-        return ErrorEvent(code=code, allow_retry=exc.allow_retry)
-    return ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=exc.allow_retry)
-
-
-class _PendingItems:
-    """Items added but not done yet, kept current so a cancelled reply can be saved.
-
-    Text deltas are collected as chunks and joined only when the item is needed:
-    appending to a string field would copy the whole text at every delta.
-    """
-
-    def __init__(self) -> None:
-        self._items: dict[str, ThreadItem] = {}
-        self._chunks: dict[tuple[str, int], list[str]] = {}
-
-    def add(self, item: ThreadItem) -> None:
-        self.discard(item.id)
-        self._items[item.id] = item.model_copy(deep=True)
-
-    def discard(self, item_id: str) -> None:
-        if self._items.pop(item_id, None) is not None and self._chunks:
-            for key in [key for key in self._chunks if key[0] == item_id]:
-                del self._chunks[key]
-
-    def update(self, event: ThreadItemUpdatedEvent) -> None:
-        item = self._items.get(event.item_id)
-        update = event.update
-        if isinstance(item, AssistantMessageItem):
-            if isinstance(update, AssistantMessageContentPartTextDelta):
-                self._part(item, update.content_index)
-                self._chunks.setdefault((item.id, update.content_index), []).append(update.delta)
-            elif isinstance(update, AssistantMessageContentPartAnnotationAdded):
-                self._part(item, update.content_index).annotations.insert(
-                    update.annotation_index, update.annotation
-                )
-            elif isinstance(
-                update, AssistantMessageContentPartAdded | AssistantMessageContentPartDone
-            ):
-                self._part(item, update.content_index)
-                self._chunks.pop((item.id, update.content_index), None)
-                item.content[update.content_index] = update.content.model_copy(deep=True)
-        elif isinstance(item, WorkflowItem):
-            tasks = item.workflow.tasks
-            if isinstance(update, WorkflowTaskAdded):
-                tasks.append(update.task)
-            elif isinstance(update, WorkflowTaskUpdated) and 0 <= update.task_index < len(tasks):
-                tasks[update.task_index] = update.task
-
-    def finished(self) -> list[ThreadItem]:
-        """The pending items with all their text so far."""
-        for (item_id, index), chunks in self._chunks.items():
-            item = self._items[item_id]
-            assert isinstance(item, AssistantMessageItem)
-            item.content[index].text += "".join(chunks)
-        self._chunks.clear()
-        return list(self._items.values())
-
-    @staticmethod
-    def _part(item: AssistantMessageItem, index: int) -> AssistantMessageContent:
-        # Updates may name a part that was never announced; the reference pads too.
-        while len(item.content) <= index:
-            item.content.append(AssistantMessageContent(text=""))
-        return item.content[index]
 
 
 def _apply_answers(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
 from typing import Any, Generic, Literal, Protocol
 
 from typing_extensions import TypeVar
@@ -27,6 +28,7 @@ __all__ = [
     "NotFoundError",
     "Store",
     "StoreItemType",
+    "StoreUnavailableError",
     "TurnBusyError",
     "TurnLease",
     "default_generate_id",
@@ -64,6 +66,15 @@ def default_generate_id(item_type: StoreItemType) -> str:
 
 class NotFoundError(Exception):
     """The thread, item or attachment does not exist (or belongs to someone else)."""
+
+
+class StoreUnavailableError(Exception):
+    """The store's backend cannot be reached right now (a retry later may succeed).
+
+    Stores raise it for outages (connection refused, timeouts, failover); the app
+    answers 503 `store_unavailable` with `Retry-After`, or a retryable `error` event
+    mid-stream, and recovers by itself when the backend is back.
+    """
 
 
 class TurnBusyError(Exception):
@@ -226,3 +237,34 @@ class AttachmentStore(ABC, Generic[TContext]):
     def generate_attachment_id(self, mime_type: str, context: TContext) -> str:
         """A new attachment id; override to change the format."""
         return default_generate_id("attachment")
+
+    # -- optional: direct uploads, reading bytes, expiring URLs (attachments issue) ------
+
+    async def upload(
+        self, name: str, mime_type: str, chunks: AsyncIterator[bytes], context: TContext
+    ) -> Attachment:
+        """Store a direct upload's bytes as they arrive and return the new attachment.
+
+        Called by the app's upload route; the route saves the metadata. Check the
+        media type before reading `chunks`, enforce the size limit while reading,
+        and leave nothing behind when anything fails (the limit, the client going
+        away, the storage).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support direct uploads (upload)")
+
+    def open(self, attachment_id: str, context: TContext) -> AsyncIterator[bytes]:
+        """The attachment's bytes as a stream of chunks; `NotFoundError` when absent.
+
+        Implement as an async generator. `Turn.read_attachment` builds on this.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot read attachment bytes back (open)")
+
+    async def refresh_urls(self, attachment: Attachment, context: TContext) -> Attachment:
+        """The attachment with expired (or soon expiring) URLs renewed.
+
+        Called when an attachment is sent in a message and whenever a thread is
+        loaded again. A store may also drop URLs that are spent by then (the
+        bundled ones drop the upload descriptor). The default returns the
+        attachment unchanged.
+        """
+        return attachment

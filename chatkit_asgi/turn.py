@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Generic
 
 from typing_extensions import TypeVar
 
-from .store import Store, StoreItemType
+from .store import AttachmentStore, Store, StoreItemType
 from .types import (
     Action,
+    Attachment,
+    ClientToolCallItem,
     HiddenContextItem,
     SDKHiddenContextItem,
     ThreadItem,
+    ThreadItemDoneEvent,
     ThreadMetadata,
+    ThreadStreamEvent,
     UserMessageItem,
     UserMessageTagContent,
     UserMessageTextContent,
     WidgetItem,
+    WidgetRoot,
 )
 
 __all__ = ["Turn"]
@@ -52,6 +58,8 @@ class Turn(Generic[TContext]):
     """For actions: the widget item the action came from, if any."""
     request_type: str = ""
     """The request envelope's `type`, e.g. `threads.create`."""
+    attachment_store: AttachmentStore[TContext] | None = None
+    """The app's attachment store, if it has one (see `read_attachment`)."""
     _history: list[ThreadItem] | None = field(default=None, repr=False)
 
     def new_id(self, kind: StoreItemType) -> str:
@@ -74,6 +82,59 @@ class Turn(Generic[TContext]):
             for part in self.input.content
             if isinstance(part, UserMessageTextContent | UserMessageTagContent)
         )
+
+    def stream_widget(
+        self, widget: WidgetRoot | AsyncIterable[WidgetRoot], copy_text: str | None = None
+    ) -> AsyncIterator[ThreadStreamEvent]:
+        """The events showing a widget, or successive states of one, as a new item.
+
+        See `chatkit_asgi.widgets.stream_widget`: a finished tree is one
+        `thread.item.done`; states are sent as minimal updates.
+        """
+        from .widgets.streaming import stream_widget
+
+        return stream_widget(self, widget, copy_text)
+
+    def client_tool_call(
+        self, name: str, arguments: dict[str, Any] | None = None, *, call_id: str | None = None
+    ) -> ThreadItemDoneEvent:
+        """The event asking the client page to run its tool `name`; end the reply with it.
+
+        The call is saved as pending. The client answers with
+        `threads.add_client_tool_output`, which completes it (output and status)
+        and runs the responder again: the completed call is then the newest item
+        of `history()`.
+        """
+        item_id = self.new_id("tool_call")
+        return ThreadItemDoneEvent(
+            item=ClientToolCallItem(
+                id=item_id,
+                thread_id=self.thread.id,
+                created_at=self.now(),
+                call_id=call_id or item_id,
+                name=name,
+                arguments=arguments or {},
+            )
+        )
+
+    async def read_attachment(self, attachment: Attachment | str) -> bytes:
+        """The bytes of an attachment of this user (an `Attachment` or its id).
+
+        For feeding files to a model. Another user's attachment, or one whose
+        bytes are gone, raises `NotFoundError`; large files are better streamed
+        with `open_attachment`.
+        """
+        return b"".join([chunk async for chunk in self.open_attachment(attachment)])
+
+    async def open_attachment(self, attachment: Attachment | str) -> AsyncIterator[bytes]:
+        """The bytes of an attachment of this user, streamed in chunks."""
+        if self.attachment_store is None:
+            raise RuntimeError("The app has no attachment store to read attachments from")
+        attachment_id = attachment if isinstance(attachment, str) else attachment.id
+        # Ownership: the metadata must load in this request's context.
+        await self.store.load_attachment(attachment_id, self.context)
+        async for chunk in self.attachment_store.open(attachment_id, self.context):
+            yield chunk
 
     async def history(self, *, include_hidden: bool = True) -> list[ThreadItem]:
         """Every stored item of the thread, oldest first (loaded once per turn).

@@ -26,6 +26,7 @@ def test_top_level_public_names() -> None:
             "ResponderLike",
             "ResourceNotFoundError",
             "Store",
+            "StoreUnavailableError",
             "StreamError",
             "Turn",
         ]

@@ -1,0 +1,363 @@
+"""The reply pipeline: a responder's events, persisted and filtered on their way out.
+
+For each event: its side effect on the store first (`done` adds, `replaced`
+upserts, `removed` deletes, `added`/`updated` are tracked as pending), then the
+client sees it unless it is hidden context. A change the responder made to the
+thread is saved and announced with `thread.updated`.
+
+Streaming assistant text is checkpointed to the store at most once per
+`checkpoint_interval`, so a worker killed mid-reply loses at most that much of
+the answer; the final `done` overwrites the checkpoint in place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from typing import Any
+
+import anyio
+from pydantic import BaseModel, TypeAdapter
+
+from .errors import BaseStreamError, CustomStreamError, ErrorCode, StreamError
+from .store import Store
+from .turn import Turn
+from .types import (
+    AssistantMessageContent,
+    AssistantMessageContentPartAdded,
+    AssistantMessageContentPartAnnotationAdded,
+    AssistantMessageContentPartDone,
+    AssistantMessageContentPartTextDelta,
+    AssistantMessageItem,
+    ErrorEvent,
+    HiddenContextItem,
+    SDKHiddenContextItem,
+    StreamOptions,
+    StreamOptionsEvent,
+    Thread,
+    ThreadItem,
+    ThreadItemAddedEvent,
+    ThreadItemDoneEvent,
+    ThreadItemRemovedEvent,
+    ThreadItemReplacedEvent,
+    ThreadItemUpdatedEvent,
+    ThreadMetadata,
+    ThreadStreamEvent,
+    ThreadUpdatedEvent,
+    WorkflowItem,
+    WorkflowTaskAdded,
+    WorkflowTaskUpdated,
+)
+
+__all__ = ["Emit", "ReplyPipeline", "as_async_generator", "is_hidden"]
+
+logger = logging.getLogger("chatkit_asgi")
+
+Emit = Callable[[ThreadStreamEvent], Awaitable[None]]
+"""Where a running reply sends each event that is meant for the client."""
+
+_EVENT_ADAPTER: TypeAdapter[ThreadStreamEvent] = TypeAdapter(ThreadStreamEvent)
+_HIDDEN = (HiddenContextItem, SDKHiddenContextItem)
+_CANCELLED_NOTE = "The user cancelled the stream. Stop responding to the prior request."
+
+
+def is_hidden(item: ThreadItem) -> bool:
+    """Whether an item exists for the model only and never reaches the client."""
+    return isinstance(item, _HIDDEN)
+
+
+class ReplyPipeline:
+    """One reply: runs a responder's events through persistence to `emit`."""
+
+    def __init__(
+        self,
+        store: Store[Any],
+        turn: Turn[Any],
+        emit: Emit,
+        thread_response: Callable[[ThreadMetadata], Thread],
+        *,
+        checkpoint_interval: float | None,
+        cleanup_timeout: float,
+    ) -> None:
+        self.store = store
+        self.turn = turn
+        self.emit = emit
+        self.thread_response = thread_response
+        self.cleanup_timeout = cleanup_timeout
+        self.pending = _PendingItems()
+        self.checkpoints = (
+            _Checkpoints(store, turn.thread.id, turn.context, self.pending, checkpoint_interval)
+            if checkpoint_interval
+            else None
+        )
+        self._saved_thread = turn.thread.model_copy(deep=True)
+
+    async def run(self, source: AsyncIterator[ThreadStreamEvent], options: StreamOptions) -> None:
+        """The reply: `stream_options`, the responder's events, errors as `error` events."""
+        await self.emit(StreamOptionsEvent(stream_options=options))
+        if self.checkpoints is None:
+            await self._run(source)
+            return
+        async with anyio.create_task_group() as background:
+            background.start_soon(self.checkpoints.keep_saving)
+            try:
+                await self._run(source)
+            finally:
+                background.cancel_scope.cancel()
+
+    async def _run(self, source: AsyncIterator[ThreadStreamEvent]) -> None:
+        try:
+            async with aclosing(as_async_generator(source)) as events:
+                async for raw in events:
+                    event = _coerce_event(raw)
+                    if await self._persist(event):
+                        await self.emit(event)
+                    await self._sync_thread()
+        except anyio.get_cancelled_exc_class():
+            with anyio.move_on_after(self.cleanup_timeout, shield=True):
+                await self._save_cancelled()
+            raise
+        except BaseStreamError as exc:
+            # Like the reference, an unfinished item is dropped on error: the UI offers
+            # a retry of the whole reply, and a reload shows no half answer.
+            await self._drop_unfinished()
+            await self.emit(_error_event(exc))
+        except Exception:
+            logger.exception("responder failed on thread %s", self.turn.thread.id)
+            await self._drop_unfinished()
+            await self.emit(ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True))
+        else:
+            await self._drop_unfinished()
+        await self._sync_thread()
+
+    async def _sync_thread(self) -> None:
+        thread = self.turn.thread
+        if thread != self._saved_thread:
+            self._saved_thread = thread.model_copy(deep=True)
+            await self.store.save_thread(thread, self.turn.context)
+            await self.emit(ThreadUpdatedEvent(thread=self.thread_response(thread)))
+
+    async def _persist(self, event: ThreadStreamEvent) -> bool:
+        """Apply an event's side effects; return whether the client may see it."""
+        thread_id, context = self.turn.thread.id, self.turn.context
+        match event:
+            case ThreadItemUpdatedEvent():
+                if self.pending.update(event) and self.checkpoints is not None:
+                    self.checkpoints.due()
+            case ThreadItemDoneEvent():
+                async with self._writing(event.item.id):
+                    await self.store.add_thread_item(thread_id, event.item, context)
+                return not is_hidden(event.item)
+            case ThreadItemAddedEvent():
+                if is_hidden(event.item):
+                    return False
+                self.pending.add(event.item)
+            case ThreadItemReplacedEvent():
+                async with self._writing(event.item.id):
+                    await self.store.save_item(thread_id, event.item, context)
+                return not is_hidden(event.item)
+            case ThreadItemRemovedEvent():
+                async with self._writing(event.item_id):
+                    await self.store.delete_thread_item(thread_id, event.item_id, context)
+        return True
+
+    def _writing(self, item_id: str) -> _Finishing:
+        return _Finishing(self, item_id)
+
+    async def _save_cancelled(self) -> None:
+        """Keep what the user already saw of a cancelled reply, and say it was cancelled."""
+        thread, context = self.turn.thread, self.turn.context
+        try:
+            if self.checkpoints is not None:
+                # A checkpoint still being written must not land after the final text.
+                await self.checkpoints.lock.acquire()
+            for item in self.pending.finished():
+                if isinstance(item, AssistantMessageItem) and any(
+                    part.text.strip() for part in item.content
+                ):
+                    await self.store.add_thread_item(thread.id, item, context)
+                elif self.checkpoints is not None and item.id in self.checkpoints.written:
+                    await self.store.delete_thread_item(thread.id, item.id, context)
+            # Without this note the next reply may continue the interrupted answer.
+            note = SDKHiddenContextItem(
+                id=self.store.generate_item_id("sdk_hidden_context", thread, context),
+                thread_id=thread.id,
+                created_at=Turn.now(),
+                content=_CANCELLED_NOTE,
+            )
+            await self.store.add_thread_item(thread.id, note, context)
+            if thread != self._saved_thread:  # e.g. a title set just before the cancel
+                await self.store.save_thread(thread, context)
+        except Exception:
+            logger.exception("could not save the cancelled reply on thread %s", thread.id)
+        finally:
+            if self.checkpoints is not None and self.checkpoints.lock.locked():
+                self.checkpoints.lock.release()
+
+    async def _drop_unfinished(self) -> None:
+        """Remove checkpoints of items the reply never finished (error or forgotten `done`)."""
+        if self.checkpoints is None or not self.checkpoints.written:
+            return
+        async with self.checkpoints.lock:
+            for item_id in list(self.checkpoints.written):
+                if self.pending.has(item_id):
+                    await self.store.delete_thread_item(
+                        self.turn.thread.id, item_id, self.turn.context
+                    )
+            self.checkpoints.written.clear()
+
+
+class _Finishing:
+    """Around the write that finishes an item: no checkpoint of it may land after it."""
+
+    def __init__(self, pipeline: ReplyPipeline, item_id: str) -> None:
+        self._pipeline = pipeline
+        self._item_id = item_id
+
+    async def __aenter__(self) -> None:
+        self._pipeline.pending.discard(self._item_id)
+        checkpoints = self._pipeline.checkpoints
+        if checkpoints is not None:
+            await checkpoints.lock.acquire()
+            checkpoints.written.discard(self._item_id)
+
+    async def __aexit__(self, *exc: object) -> None:
+        checkpoints = self._pipeline.checkpoints
+        if checkpoints is not None:
+            checkpoints.lock.release()
+
+
+class _Checkpoints:
+    """Saves streaming assistant messages at most once per `interval` while text flows."""
+
+    def __init__(
+        self,
+        store: Store[Any],
+        thread_id: str,
+        context: Any,
+        pending: _PendingItems,
+        interval: float,
+    ) -> None:
+        self.store = store
+        self.thread_id = thread_id
+        self.context = context
+        self.pending = pending
+        self.interval = interval
+        self.lock = anyio.Lock()
+        self.written: set[str] = set()
+        self.saves = 0
+        self._wake = anyio.Event()
+
+    def due(self) -> None:
+        """New text arrived; a checkpoint is wanted within `interval`."""
+        if not self._wake.is_set():
+            self._wake.set()
+
+    async def keep_saving(self) -> None:
+        while True:
+            await self._wake.wait()
+            await anyio.sleep(self.interval)
+            self._wake = anyio.Event()
+            async with self.lock:
+                for item in self.pending.finished():
+                    if isinstance(item, AssistantMessageItem):
+                        await self.store.add_thread_item(self.thread_id, item, self.context)
+                        self.written.add(item.id)
+                        self.saves += 1
+
+
+class _PendingItems:
+    """Items added but not done yet, kept current so they can be saved before `done`.
+
+    Text deltas are collected as chunks and joined only when the item is needed:
+    appending to a string field would copy the whole text at every delta.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[str, ThreadItem] = {}
+        self._chunks: dict[tuple[str, int], list[str]] = {}
+
+    def has(self, item_id: str) -> bool:
+        return item_id in self._items
+
+    def add(self, item: ThreadItem) -> None:
+        self.discard(item.id)
+        self._items[item.id] = item.model_copy(deep=True)
+
+    def discard(self, item_id: str) -> None:
+        if self._items.pop(item_id, None) is not None and self._chunks:
+            for key in [key for key in self._chunks if key[0] == item_id]:
+                del self._chunks[key]
+
+    def update(self, event: ThreadItemUpdatedEvent) -> bool:
+        """Apply an update; return whether an assistant message's content changed."""
+        item = self._items.get(event.item_id)
+        update = event.update
+        if isinstance(item, AssistantMessageItem):
+            if isinstance(update, AssistantMessageContentPartTextDelta):
+                self._part(item, update.content_index)
+                self._chunks.setdefault((item.id, update.content_index), []).append(update.delta)
+                return True
+            if isinstance(update, AssistantMessageContentPartAnnotationAdded):
+                self._part(item, update.content_index).annotations.insert(
+                    update.annotation_index, update.annotation
+                )
+                return True
+            if isinstance(
+                update, AssistantMessageContentPartAdded | AssistantMessageContentPartDone
+            ):
+                self._part(item, update.content_index)
+                self._chunks.pop((item.id, update.content_index), None)
+                item.content[update.content_index] = update.content.model_copy(deep=True)
+                return True
+        elif isinstance(item, WorkflowItem):
+            tasks = item.workflow.tasks
+            if isinstance(update, WorkflowTaskAdded):
+                tasks.append(update.task)
+            elif isinstance(update, WorkflowTaskUpdated) and 0 <= update.task_index < len(tasks):
+                tasks[update.task_index] = update.task
+        return False
+
+    def finished(self) -> list[ThreadItem]:
+        """The pending items with all their text so far."""
+        for (item_id, index), chunks in self._chunks.items():
+            item = self._items[item_id]
+            assert isinstance(item, AssistantMessageItem)
+            item.content[index].text += "".join(chunks)
+        self._chunks.clear()
+        return list(self._items.values())
+
+    @staticmethod
+    def _part(item: AssistantMessageItem, index: int) -> AssistantMessageContent:
+        # Updates may name a part that was never announced; the reference pads too.
+        while len(item.content) <= index:
+            item.content.append(AssistantMessageContent(text=""))
+        return item.content[index]
+
+
+def as_async_generator(source: Any) -> Any:
+    """An async generator over any async iterable, so it can be closed deterministically."""
+
+    async def gen() -> AsyncIterator[Any]:
+        async for value in source:
+            yield value
+
+    if hasattr(source, "aclose"):
+        return source
+    return gen()
+
+
+def _coerce_event(raw: Any) -> ThreadStreamEvent:
+    if isinstance(raw, BaseModel) and hasattr(raw, "type"):
+        return raw  # type: ignore[return-value]
+    return _EVENT_ADAPTER.validate_python(raw)
+
+
+def _error_event(exc: BaseStreamError) -> ErrorEvent:
+    if isinstance(exc, CustomStreamError):
+        return ErrorEvent(code="custom", message=exc.message, allow_retry=exc.allow_retry)
+    if isinstance(exc, StreamError):
+        code = exc.code.value if isinstance(exc.code, ErrorCode) else str(exc.code)
+        return ErrorEvent(code=code, allow_retry=exc.allow_retry)
+    return ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=exc.allow_retry)
