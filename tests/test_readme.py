@@ -108,3 +108,26 @@ async def test_test_client_example(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_client_is_exported() -> None:
     assert ChatKitTestClient.__doc__
+
+
+async def test_widget_poll_example_streams_and_votes() -> None:
+    async def model_text(prompt: str) -> Any:
+        for word in ["Only", " on", " Fridays."]:
+            yield word
+
+    namespace: dict[str, Any] = {"model_text": model_text}
+    exec(compile(_block("class Poll:"), "README.md", "exec"), namespace)
+    from chatkit_asgi import ChatKitApp
+
+    async with ChatKitTestClient(ChatKitApp(namespace["Poll"](), store=MemoryStore())) as client:
+        events = await client.create_thread("pizza?")
+        done = events[-1]
+        assert done.type == "thread.item.done"
+        widget = done.item.widget  # type: ignore[union-attr]
+        assert widget.children[1].value == "Only on Fridays."  # type: ignore[union-attr]
+        thread_id = events[0].thread.id  # type: ignore[union-attr]
+        vote = {"type": "vote", "payload": {"votes": 0}}
+        answer = await client.call(
+            "threads.sync_custom_action", thread_id=thread_id, item_id=done.item.id, action=vote
+        )
+        assert answer["updated_item"]["widget"]["children"][2]["children"][0]["label"] == "1 votes"
