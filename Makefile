@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv demo test test-strict lint build clean
+.PHONY: venv demo demo-mongodb test test-strict test-mongodb lint build docs clean
 
 venv: $(STAMP)
 
@@ -17,14 +17,28 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m uvicorn examples.echo.app:app --host $(HOST) --port $(PORT)
+	$(BIN)/chatkit-asgi demo --host $(HOST) --port $(PORT)
+
+demo-mongodb: $(STAMP)
+	$(BIN)/python -m uvicorn examples.mongodb.app:app --host $(HOST) --port $(PORT)
+
+test-mongodb: $(STAMP)
+	$(BIN)/python -m pytest tests/mongodb
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The browser test drives Debian's Chromium (never a downloaded browser).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+/usr/bin/chromium:
+	$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
 
 lint: $(STAMP)
 	$(BIN)/ruff check chatkit_asgi tests examples
 	$(BIN)/ruff format --check chatkit_asgi tests examples
 	$(BIN)/mypy chatkit_asgi
 
-test: lint
+test: lint /usr/bin/chromium
 	$(BIN)/python -m pytest
 
 # Storage-side enforcement of presigned uploads, against LocalStack with signature

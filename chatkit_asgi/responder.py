@@ -75,6 +75,15 @@ class BoundResponder:
                 "responder must be an async-generator function of a Turn, "
                 f"or an object with a respond(turn) method, not {type(responder).__name__}"
             )
+        for name in ("respond", "action"):
+            method = self._respond if name == "respond" else getattr(self._target, name, None)
+            if inspect.iscoroutinefunction(method):
+                # `async def` without `yield` returns a coroutine, not events: say so now
+                # rather than with an obscure TypeError in the middle of a stream.
+                raise TypeError(
+                    f"{name}() must be an async generator: it yields events, so it needs "
+                    "at least one `yield` (an `async def` without one returns a coroutine)"
+                )
 
     def _method(self, name: str, request_type: str) -> Callable[..., Any]:
         method: Callable[..., Any] | None = getattr(self._target, name, None)

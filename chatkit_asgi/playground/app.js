@@ -615,6 +615,9 @@ async function upload(files) {
         // shown raw
       }
       logEntry(response.ok ? "response" : "error", elapsed(started), `← ${response.status} upload`, text);
+      if (response.status === 404 && json && json.error && json.error.code === "not_found") {
+        throw new Error("this app takes no uploads (give ChatKitApp an attachment_store)");
+      }
       if (!response.ok) throw new HTTPError(response.status, json);
       state.pendingAttachments.push(json);
       renderPendingAttachments();

@@ -52,7 +52,9 @@ async def respond(turn: Turn) -> AsyncIterator[ThreadStreamEvent]:
     yield ThreadItemDoneEvent(item=message)
 
 
-chatkit = ChatKitApp(respond, store=SQLiteStore(os.environ.get("CHATKIT_DB", "chatkit-demo.db")))
+chatkit = ChatKitApp(
+    respond, store=SQLiteStore(os.environ.get("CHATKIT_DB", "chatkit-demo.db")), playground=True
+)
 
 app = Starlette(
     routes=[Mount("/chatkit", app=chatkit)],
