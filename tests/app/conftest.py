@@ -6,16 +6,19 @@ a thread of his own. The user is whoever the `x-user` header names.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient
 from starlette.requests import Request
 
-from chatkit_asgi import ChatKitApp, Turn
+from chatkit_asgi import ChatKitApp, Store, Turn
 from chatkit_asgi.stores import SQLiteStore
+from chatkit_asgi.stores.mongodb import MongoStore
 from chatkit_asgi.testing import ChatKitTestClient
 from chatkit_asgi.types import (
     Action,
@@ -110,7 +113,7 @@ async def bare_respond(turn: Turn[Any]) -> AsyncIterator[ThreadStreamEvent]:
     yield ThreadItemDoneEvent(item=_assistant(turn.thread.id, "bare"))
 
 
-async def seed(store: SQLiteStore[Any]) -> None:
+async def seed(store: Store[Any]) -> None:
     """Alice's two threads (items of every kind in the first) and Bob's thread."""
     start = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
@@ -204,7 +207,7 @@ async def seed(store: SQLiteStore[Any]) -> None:
     )
 
 
-async def snapshot(store: SQLiteStore[Any], context: dict[str, str]) -> list[str]:
+async def snapshot(store: Store[Any], context: dict[str, str]) -> list[str]:
     """Everything a user owns, as the store returns it, serialized to JSON."""
     out: list[str] = []
     threads = await store.load_threads(1000, None, "asc", context)
@@ -220,16 +223,27 @@ async def snapshot(store: SQLiteStore[Any], context: dict[str, str]) -> list[str
     return out
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore[Any]]:
-    """A seeded SQLite store with one space per user."""
-    store: SQLiteStore[Any] = SQLiteStore(tmp_path / "chatkit.db", tenant=tenant_of)
-    await seed(store)
-    yield store
-    await store.aclose()
+@pytest.fixture(params=["sqlite", "mongodb"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store[Any]]:
+    """A seeded store with one space per user: the embedded default, then MongoDB."""
+    if request.param == "sqlite":
+        sqlite: SQLiteStore[Any] = SQLiteStore(tmp_path / "chatkit.db", tenant=tenant_of)
+        await seed(sqlite)
+        yield sqlite
+        await sqlite.aclose()
+        return
+    client: AsyncMongoClient[Any] = AsyncMongoClient(request.getfixturevalue("mongo_uri"))
+    name = f"chatkit_app_{uuid.uuid4().hex[:12]}"
+    try:
+        mongo: MongoStore[Any] = MongoStore(client[name], tenant=tenant_of)
+        await seed(mongo)
+        yield mongo
+    finally:
+        await client.drop_database(name)
+        await client.close()
 
 
-def make_app(store: SQLiteStore[Any], responder: Any, **options: Any) -> ChatKitApp:
+def make_app(store: Store[Any], responder: Any, **options: Any) -> ChatKitApp:
     """The app under test: small body limit, short turn wait, the user from `x-user`."""
     options.setdefault("max_body_size", 64 * 1024)
     options.setdefault("turn_wait", 2.0)
@@ -237,13 +251,13 @@ def make_app(store: SQLiteStore[Any], responder: Any, **options: Any) -> ChatKit
 
 
 @pytest.fixture
-def app(store: SQLiteStore[Any]) -> ChatKitApp:
+def app(store: Store[Any]) -> ChatKitApp:
     """An app whose responder supports every request type."""
     return make_app(store, FullResponder())
 
 
 @pytest.fixture
-def bare_app(store: SQLiteStore[Any]) -> ChatKitApp:
+def bare_app(store: Store[Any]) -> ChatKitApp:
     """An app over the same store whose responder is a plain function."""
     return make_app(store, bare_respond)
 

@@ -21,8 +21,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from chatkit_asgi import ChatKitApp
-from chatkit_asgi.stores import SQLiteStore
+from chatkit_asgi import ChatKitApp, Store
 from chatkit_asgi.testing import ChatKitTestClient, parse_sse
 from chatkit_asgi.types import ThreadStreamEvent
 
@@ -795,7 +794,7 @@ def _code(response: httpx.Response) -> str | None:
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 async def test_hostile_request_is_refused_and_harms_nothing(
     case: Case,
-    store: SQLiteStore[Any],
+    store: Store[Any],
     client: ChatKitTestClient,
     bare_client: ChatKitTestClient,
 ) -> None:
@@ -808,7 +807,7 @@ async def test_hostile_request_is_refused_and_harms_nothing(
 
 
 async def test_the_whole_table_leaves_the_store_intact(
-    store: SQLiteStore[Any], client: ChatKitTestClient, bare_client: ChatKitTestClient
+    store: Store[Any], client: ChatKitTestClient, bare_client: ChatKitTestClient
 ) -> None:
     alice_before = await snapshot(store, ALICE)
     bob_before = await snapshot(store, BOB)
@@ -1090,7 +1089,7 @@ _EVENTS: TypeAdapter[ThreadStreamEvent] = TypeAdapter(ThreadStreamEvent)
     user=st.sampled_from(["alice", "alice", "alice", "bob"]),
 )
 async def test_arbitrary_json_never_gets_a_server_error(
-    store: SQLiteStore[Any], client: ChatKitTestClient, body: Any, user: str
+    store: Store[Any], client: ChatKitTestClient, body: Any, user: str
 ) -> None:
     await seed(store)  # put back what earlier examples deleted or changed
     with anyio.fail_after(20):
