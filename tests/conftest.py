@@ -4,4 +4,11 @@
 uses `CHATKIT_TEST_MONGODB_URI`); a missing server fails the tests that need it.
 """
 
-from tests._mongo_server import mongo_uri  # noqa: F401
+import pytest
+
+# The store contract suite lives in the package, outside pytest's rewriting of test
+# modules; registering it here, before any test module imports it, gives full
+# assertion diffs wherever it runs (tests/stores, tests/mongodb, docs samples).
+pytest.register_assert_rewrite("chatkit_asgi.testing.store_contract")
+
+from tests._mongo_server import mongo_uri  # noqa: E402, F401
