@@ -11,6 +11,7 @@
     app = ChatKitApp(respond, store=SQLiteStore("chatkit.db"))
 """
 
+from .admission import Admission, Refusal, TokenBucketLimiter
 from .app import ChatKitApp, ChatKitMiddleware, ContextFactory, DisconnectPolicy
 from .errors import (
     ChatKitError,
@@ -27,6 +28,7 @@ from .store import AttachmentStore, NotFoundError, Store, StoreUnavailableError
 from .turn import Turn
 
 __all__ = [
+    "Admission",
     "AttachmentStore",
     "ChatKitApp",
     "ChatKitError",
@@ -39,12 +41,14 @@ __all__ = [
     "InvalidRequestError",
     "NotFoundError",
     "NotSupportedError",
+    "Refusal",
     "ResourceNotFoundError",
     "Responder",
     "ResponderLike",
     "Store",
     "StoreUnavailableError",
     "StreamError",
+    "TokenBucketLimiter",
     "Turn",
 ]
 

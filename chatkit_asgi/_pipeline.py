@@ -18,10 +18,11 @@ from contextlib import aclosing
 from typing import Any
 
 import anyio
+import anyio.abc
 from pydantic import BaseModel, TypeAdapter
 
 from .errors import BaseStreamError, CustomStreamError, ErrorCode, StreamError
-from .store import Store
+from .store import Store, StoreUnavailableError
 from .turn import Turn
 from .types import (
     AssistantMessageContent,
@@ -49,6 +50,7 @@ from .types import (
     WorkflowTaskAdded,
     WorkflowTaskUpdated,
 )
+from .types._base import copy_model
 
 __all__ = ["Emit", "ReplyPipeline", "as_async_generator", "is_hidden"]
 
@@ -91,7 +93,7 @@ class ReplyPipeline:
             if checkpoint_interval
             else None
         )
-        self._saved_thread = turn.thread.model_copy(deep=True)
+        self._saved_thread = copy_model(turn.thread)
 
     async def run(self, source: AsyncIterator[ThreadStreamEvent], options: StreamOptions) -> None:
         """The reply: `stream_options`, the responder's events, errors as `error` events."""
@@ -100,7 +102,8 @@ class ReplyPipeline:
             await self._run(source)
             return
         async with anyio.create_task_group() as background:
-            background.start_soon(self.checkpoints.keep_saving)
+            # The saver starts with the first streamed text: most replies have none.
+            self.checkpoints.background = background
             try:
                 await self._run(source)
             finally:
@@ -123,6 +126,9 @@ class ReplyPipeline:
             # a retry of the whole reply, and a reload shows no half answer.
             await self._drop_unfinished()
             await self.emit(_error_event(exc))
+        except StoreUnavailableError:
+            logger.warning("store unavailable during a reply on thread %s", self.turn.thread.id)
+            await self.emit(ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True))
         except Exception:
             logger.exception("responder failed on thread %s", self.turn.thread.id)
             await self._drop_unfinished()
@@ -134,7 +140,7 @@ class ReplyPipeline:
     async def _sync_thread(self) -> None:
         thread = self.turn.thread
         if thread != self._saved_thread:
-            self._saved_thread = thread.model_copy(deep=True)
+            self._saved_thread = copy_model(thread)
             await self.store.save_thread(thread, self.turn.context)
             await self.emit(ThreadUpdatedEvent(thread=self.thread_response(thread)))
 
@@ -247,15 +253,21 @@ class _Checkpoints:
         self.lock = anyio.Lock()
         self.written: set[str] = set()
         self.saves = 0
-        self._wake = anyio.Event()
+        self.background: anyio.abc.TaskGroup | None = None
+        self._wake: anyio.Event | None = None
 
     def due(self) -> None:
         """New text arrived; a checkpoint is wanted within `interval`."""
+        if self._wake is None:
+            self._wake = anyio.Event()
+            if self.background is not None:
+                self.background.start_soon(self._keep_saving)
         if not self._wake.is_set():
             self._wake.set()
 
-    async def keep_saving(self) -> None:
+    async def _keep_saving(self) -> None:
         while True:
+            assert self._wake is not None
             await self._wake.wait()
             await anyio.sleep(self.interval)
             self._wake = anyio.Event()
@@ -283,7 +295,7 @@ class _PendingItems:
 
     def add(self, item: ThreadItem) -> None:
         self.discard(item.id)
-        self._items[item.id] = item.model_copy(deep=True)
+        self._items[item.id] = copy_model(item)
 
     def discard(self, item_id: str) -> None:
         if self._items.pop(item_id, None) is not None and self._chunks:
@@ -309,7 +321,7 @@ class _PendingItems:
             ):
                 self._part(item, update.content_index)
                 self._chunks.pop((item.id, update.content_index), None)
-                item.content[update.content_index] = update.content.model_copy(deep=True)
+                item.content[update.content_index] = copy_model(update.content)
                 return True
         elif isinstance(item, WorkflowItem):
             tasks = item.workflow.tasks

@@ -11,25 +11,35 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from ._attachments import base_url_scope
+from .admission import Admission
 from .engine import Engine, JSONResult, StreamPlan
 from .errors import ChatKitError
+from .observability import RequestObserver, RequestRecord, check_health
 from .playground import PlaygroundRoutes
 from .responder import ResponderLike
+from .shutdown import RequestTracker
 from .store import AttachmentStore, Store, StoreUnavailableError
 from .streaming import JSON_ARRAY, NDJSON, SSE, Framing, stream_reply
 from .types import is_streaming_req
 from .uploads import UploadRoutes, request_base_url
 
-__all__ = ["ChatKitApp", "ChatKitMiddleware", "ContextFactory", "DisconnectPolicy"]
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+    from .telemetry import Telemetry
+
+__all__ = ["RUN_ID_HEADER", "ChatKitApp", "ChatKitMiddleware", "ContextFactory", "DisconnectPolicy"]
 
 logger = logging.getLogger("chatkit_asgi")
 
@@ -51,6 +61,9 @@ cancel when the reply's stream options allow cancelling, continue otherwise."""
 T = TypeVar("T")
 
 DEFAULT_MAX_BODY_SIZE = 8 * 1024 * 1024
+RUN_ID_HEADER = "X-ChatKit-Run-Id"
+"""The response header carrying a streaming reply's run id (`Turn.run_id`)."""
+_RUN_ID_HEADER = RUN_ID_HEADER.lower().encode()
 _JSON_TYPES = ("application/json",)
 _HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "rate_limited"}
 
@@ -182,6 +195,18 @@ class ChatKitApp:
         playground: serve the playground page at `GET {mount}/` and its assets at
             `GET {mount}/playground/...` (see `chatkit_asgi.playground`): a
             development tool, off by default.
+        admission: awaited before every turn and every non-streaming request; it
+            may refuse (see `chatkit_asgi.admission`, e.g. `TokenBucketLimiter`).
+        telemetry: OpenTelemetry spans and metrics (extra `otel`, see
+            `chatkit_asgi.telemetry`), with the global providers unless
+            `tracer_provider` / `meter_provider` are given (which turn it on too).
+        tenant: the tenant key of a request context, hashed into log records
+            and spans (`tenant_hash`) so one tenant's requests can be found.
+        log_content: put message text in the log records (off: never logged).
+        health: serve `GET {mount}/healthz`: 200 when the store and the attachment
+            store answer their `ping`, else 503 (for load balancers; no context
+            factory, no authentication).
+        health_timeout: seconds each store has to answer the health check.
     """
 
     def __init__(
@@ -193,7 +218,7 @@ class ChatKitApp:
         context: ContextFactory | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         heartbeat_interval: float | None = 15.0,
-        buffer_size: int = 16,
+        buffer_size: int = 64,
         disconnect: DisconnectPolicy = "auto",
         page_size: int = 20,
         max_page_size: int = 100,
@@ -202,20 +227,45 @@ class ChatKitApp:
         upload_route: bool = True,
         public_base_url: str | None = None,
         playground: bool = False,
+        admission: Admission | None = None,
+        telemetry: bool = False,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        tenant: Callable[[Any], str | None] | None = None,
+        log_content: bool = False,
+        health: bool = False,
+        health_timeout: float = 3.0,
     ) -> None:
         if store is None:
             from .stores.sqlite import SQLiteStore
 
             store = SQLiteStore("chatkit.db")
         self.store = store
+        # -- production hooks (issue 10): telemetry, request records, health
+        self.telemetry: Telemetry | None = None
+        engine_store = store
+        if telemetry or tracer_provider is not None or meter_provider is not None:
+            from .telemetry import Telemetry  # imported only when on: OpenTelemetry is optional
+
+            self.telemetry = Telemetry(
+                tracer_provider=tracer_provider, meter_provider=meter_provider
+            )
+            engine_store = self.telemetry.wrap_store(store)
+        self.observer = RequestObserver(
+            tenant=tenant, log_content=log_content, telemetry=self.telemetry
+        )
+        self.health = health
+        self.health_timeout = health_timeout
+        # -- end production hooks
         self.engine = Engine(
             responder,
-            store,
+            engine_store,
             attachment_store,
             page_size=page_size,
             max_page_size=max_page_size,
             turn_wait=turn_wait,
             checkpoint_interval=checkpoint_interval,
+            admission=admission,
         )
         self.context_factory = context
         self.max_body_size = max_body_size
@@ -227,6 +277,8 @@ class ChatKitApp:
         self.public_base_url = public_base_url.rstrip("/") if public_base_url else None
         # Playground page (issue 9): dispatched in `_handle`, implemented in playground/.
         self.playground = PlaygroundRoutes() if playground else None
+        # Graceful shutdown (issue 7): requests in flight, ended cleanly when cancelled.
+        self.requests = RequestTracker()
         _configure_logging()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -237,15 +289,33 @@ class ChatKitApp:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1003})
             return
-        try:
-            # Stores build absolute attachment URLs from this (issue 4).
-            with base_url_scope(self.public_base_url or request_base_url(scope)):
-                await self._handle(scope, receive, send)
-        except ChatKitError as exc:
-            await _send_error(send, exc)
+        # -- production hooks (issue 10): the health route; a record when anyone listens
+        if (
+            self.health
+            and scope["method"] in ("GET", "HEAD")
+            and _route_path(scope).rstrip("/") == "/healthz"
+        ):
+            await self._send_health(scope, send)
+            return
+        record = self.observer.begin(scope)
+        # -- end production hooks
+        async with self.requests.track(send) as send:
+            try:
+                # Stores build absolute attachment URLs from this (issue 4).
+                with base_url_scope(self.public_base_url or request_base_url(scope)):
+                    await self._handle(scope, receive, send, record)
+            except ChatKitError as exc:
+                if record is not None:
+                    record.failed(exc)
+                await _send_error(send, exc)
+            finally:
+                if record is not None:
+                    record.end(sys.exc_info()[1])
 
     async def aclose(self) -> None:
-        """Close the stores (their connections and files)."""
+        """Close the stores (their connections and files), once the requests still
+        in flight have finished (at most `requests.drain_timeout` seconds)."""
+        await self.requests.drain()
         for store in (self.store, self.engine.attachment_store):
             close = getattr(store, "aclose", None)
             if close is not None:
@@ -273,7 +343,25 @@ class ChatKitApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _send_health(self, scope: Scope, send: Send) -> None:
+        status, body = await check_health(
+            self.store, self.engine.attachment_store, self.health_timeout
+        )
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+        ]
+        if status != 200:
+            headers.append((b"retry-after", b"5"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        if scope["method"] == "HEAD":
+            body = b""
+        await send({"type": "http.response.body", "body": body})
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, record: RequestRecord | None = None
+    ) -> None:
         route = _route_path(scope).rstrip("/")
         # -- playground (issue 9): GET {mount}/ and {mount}/playground/..., before the POST check
         if self.playground is not None and self.playground.matches(route, scope["method"]):
@@ -306,6 +394,8 @@ class ChatKitApp:
         request._body = body  # lets a context factory call request.body()/json() again
         context = await self._context(request)
         parsed = self.engine.parse(body)
+        if record is not None:
+            record.parsed(parsed, context)
         framing: Framing | None = None
         if is_streaming_req(parsed):
             framing = _negotiate_stream(_joined_header(scope, b"accept"))
@@ -344,21 +434,29 @@ class ChatKitApp:
                 "The server failed to handle the request", code="internal_error", status_code=500
             ) from None
         if isinstance(result, JSONResult):
+            if record is not None:
+                record.answered()
             await _send_json(send, 200, result.body)
             return
         assert isinstance(result, StreamPlan) and framing is not None
+        cancels = self._cancels(result)
+        stats = record.begin_turn(result, cancels) if record is not None else None
         try:
             await stream_reply(
                 result,
                 receive,
                 send,
                 framing=framing,
-                cancel_on_disconnect=self._cancels(result),
+                cancel_on_disconnect=cancels,
                 heartbeat_interval=self.heartbeat_interval,
                 buffer_size=self.buffer_size,
+                extra_headers=[(_RUN_ID_HEADER, result.run_id.encode())],
+                stats=stats,
             )
         finally:
             await result.release()  # a no-op once the reply ran; frees the turn if it never did
+            if record is not None:
+                record.end_turn()
 
     def _cancels(self, plan: StreamPlan) -> bool:
         if self.disconnect == "auto":

@@ -25,6 +25,7 @@ import anyio
 from pydantic import TypeAdapter, ValidationError
 
 from ._pipeline import Emit, ReplyPipeline, as_async_generator, is_hidden
+from .admission import Admission, Refusal
 from .errors import (
     ConflictError,
     ErrorCode,
@@ -34,7 +35,7 @@ from .errors import (
 )
 from .responder import BoundResponder, ResponderLike
 from .store import AttachmentStore, NotFoundError, Store, TurnBusyError, TurnLease
-from .turn import Turn
+from .turn import Turn, new_run_id
 from .types import (
     Attachment,
     AttachmentsCreateReq,
@@ -74,6 +75,7 @@ from .types import (
     UserMessageInput,
     UserMessageItem,
     WidgetItem,
+    is_streaming_req,
 )
 from .types._base import to_wire_json
 
@@ -120,6 +122,8 @@ class StreamPlan:
     `allow_cancel` is what the reply's `stream_options` event will say; the
     transport uses it to decide what a client disconnect means. The plan holds
     the thread's turn lease until `run` finishes or `release` is called.
+    `run_id` is the reply's id (`Turn.run_id`, the `X-ChatKit-Run-Id` header);
+    `refusal` is set on the plan of a request the admission hook refused.
     """
 
     def __init__(
@@ -128,10 +132,18 @@ class StreamPlan:
         *,
         allow_cancel: bool,
         lease: TurnLease | None = None,
+        run_id: str | None = None,
+        thread_id: str | None = None,
+        refusal: Refusal | None = None,
     ) -> None:
         self._body = body
         self.allow_cancel = allow_cancel
         self._lease = lease
+        # -- production hooks (issue 10)
+        self.run_id = run_id or new_run_id()
+        self.thread_id = thread_id
+        self.refusal = refusal
+        # -- end production hooks
 
     async def run(self, emit: Emit) -> None:
         """Perform the request, passing every client-visible event to `emit`."""
@@ -151,9 +163,7 @@ class StreamPlan:
         """Give up the turn lease (idempotent); for plans that will never run."""
         lease, self._lease = self._lease, None
         if lease is not None:
-            # Runs after cancellation too: the next reply must not wait for an expiry.
-            with anyio.CancelScope(shield=True):
-                await lease.release()
+            await _release(lease)
 
 
 async def _keep_renewed(lease: TurnLease, interval: float) -> None:
@@ -197,7 +207,14 @@ class _TurnLocks:
         self._held: dict[str, tuple[anyio.Semaphore, int]] = {}
 
     async def acquire(self, thread_id: str, wait: float) -> _LocalLease:
-        semaphore, waiters = self._held.get(thread_id, (anyio.Semaphore(1), 0))
+        if thread_id not in self._held:
+            # Nobody holds or waits for this thread (every new thread, most replies):
+            # no timer, no cancel scope.
+            semaphore = anyio.Semaphore(1)
+            semaphore.acquire_nowait()
+            self._held[thread_id] = (semaphore, 1)
+            return _LocalLease(self, thread_id, semaphore)
+        semaphore, waiters = self._held[thread_id]
         self._held[thread_id] = (semaphore, waiters + 1)
         acquired = False
         try:
@@ -237,6 +254,7 @@ class Engine:
         turn_wait: float = 15.0,
         cleanup_timeout: float = 5.0,
         checkpoint_interval: float | None = 1.0,
+        admission: Admission | None = None,
     ) -> None:
         self.responder = BoundResponder(responder)
         self.store = store
@@ -246,6 +264,7 @@ class Engine:
         self.turn_wait = turn_wait
         self.cleanup_timeout = cleanup_timeout
         self.checkpoint_interval = checkpoint_interval
+        self.admission = admission  # issue 10: asked before every turn and JSON request
         self._locks = _TurnLocks()
 
     # -- parsing -----------------------------------------------------------------
@@ -299,28 +318,69 @@ class Engine:
         self, request: ChatKitReq, context: Any, http_request: Any = None
     ) -> JSONResult | StreamPlan:
         """Validate `request` against the store and return what answers it."""
-        match request:
-            case ThreadsCreateReq():
-                return await self._prepare_create(request, context, http_request)
-            case ThreadsAddUserMessageReq():
-                return await self._prepare_add_user_message(request, context, http_request)
-            case ThreadsAddClientToolOutputReq():
-                return await self._prepare_client_tool_output(request, context, http_request)
-            case ThreadsAddStructuredInputReq():
-                return await self._prepare_structured_input(request, context, http_request)
-            case ThreadsRetryAfterItemReq():
-                return await self._prepare_retry(request, context, http_request)
-            case ThreadsCustomActionReq():
-                return await self._prepare_custom_action(request, context, http_request)
-            case _:
-                return JSONResult(await self._answer(request, context, http_request))
+        try:
+            match request:
+                case ThreadsCreateReq():
+                    return await self._prepare_create(request, context, http_request)
+                case ThreadsAddUserMessageReq():
+                    return await self._prepare_add_user_message(request, context, http_request)
+                case ThreadsAddClientToolOutputReq():
+                    return await self._prepare_client_tool_output(request, context, http_request)
+                case ThreadsAddStructuredInputReq():
+                    return await self._prepare_structured_input(request, context, http_request)
+                case ThreadsRetryAfterItemReq():
+                    return await self._prepare_retry(request, context, http_request)
+                case ThreadsCustomActionReq():
+                    return await self._prepare_custom_action(request, context, http_request)
+                case _:
+                    thread = None
+                    if self.admission is not None:
+                        thread = await self._admission_thread(request, context)
+                        await self._admit(request.type, context, thread)
+                    return JSONResult(await self._answer(request, context, http_request, thread))
+        except _Refused as refused:
+            # -- admission refusals (issue 10): an event on streams, 429 otherwise
+            if not is_streaming_req(request):
+                raise refused.refusal.error() from None
+            return _refusal_plan(refused.refusal, refused.thread)
+
+    # -- admission (issue 10) -------------------------------------------------------------
+
+    async def _admit(self, request_type: str, context: Any, thread: ThreadMetadata | None) -> None:
+        """Ask the admission hook; a refusal stops `prepare` before the turn is taken."""
+        if self.admission is None:
+            return
+        refusal = await self.admission(context, request_type, thread)
+        if refusal is not None:
+            raise _Refused(refusal, thread)
+
+    async def _admission_thread(self, request: ChatKitReq, context: Any) -> ThreadMetadata | None:
+        """The thread a non-streaming request names, loaded (404 if it does not exist)."""
+        thread_id = getattr(request.params, "thread_id", None)
+        return await self._load_thread(thread_id, context) if isinstance(thread_id, str) else None
+
+    async def _known_thread(
+        self, thread_id: str, context: Any, preloaded: ThreadMetadata | None
+    ) -> ThreadMetadata:
+        """The thread, unless admission loaded it already (one read per request)."""
+        if preloaded is not None and preloaded.id == thread_id:
+            return preloaded
+        return await self._load_thread(thread_id, context)
+
+    # -- end admission
 
     # -- non-streaming requests ---------------------------------------------------------
 
-    async def _answer(self, request: ChatKitReq, context: Any, http_request: Any) -> bytes:
+    async def _answer(
+        self,
+        request: ChatKitReq,
+        context: Any,
+        http_request: Any,
+        preloaded: ThreadMetadata | None = None,
+    ) -> bytes:
         match request:
             case ThreadsGetByIdReq():
-                thread = await self._load_thread(request.params.thread_id, context)
+                thread = await self._known_thread(request.params.thread_id, context, preloaded)
                 page = await self._visible_items(thread.id, None, self.page_size, "asc", context)
                 await self._refresh_attachment_urls(page, context)
                 return to_wire_json(self._thread_response(thread, page))
@@ -342,14 +402,14 @@ class Engine:
                 )
             case ItemsListReq():
                 items = request.params
-                await self._load_thread(items.thread_id, context)
+                await self._known_thread(items.thread_id, context, preloaded)
                 page = await self._visible_items(
                     items.thread_id, items.after, self._limit(items.limit), items.order, context
                 )
                 await self._refresh_attachment_urls(page, context)
                 return to_wire_json(page)
             case ThreadsUpdateReq():
-                thread = await self._load_thread(request.params.thread_id, context)
+                thread = await self._known_thread(request.params.thread_id, context, preloaded)
                 thread.title = request.params.title
                 await self.store.save_thread(thread, context)
                 return to_wire_json(self._thread_response(thread))
@@ -363,7 +423,7 @@ class Engine:
                 return _EMPTY_OBJECT
             case ItemsFeedbackReq():
                 feedback = request.params
-                thread = await self._load_thread(feedback.thread_id, context)
+                thread = await self._known_thread(feedback.thread_id, context, preloaded)
                 for item_id in feedback.item_ids:
                     await self._load_item(thread.id, item_id, context)
                 turn = self._turn(thread, None, context, http_request, request.type)
@@ -395,7 +455,7 @@ class Engine:
                 return to_wire_json(result)
             case ThreadsSyncCustomActionReq():
                 params: ThreadCustomActionParams = request.params
-                thread = await self._load_thread(params.thread_id, context)
+                thread = await self._known_thread(params.thread_id, context, preloaded)
                 sender = await self._load_sender(thread.id, params.item_id, context)
                 if sender is not None and not isinstance(sender, WidgetItem):
                     raise InvalidRequestError(
@@ -420,6 +480,7 @@ class Engine:
         thread = ThreadMetadata(id=self.store.generate_thread_id(context), created_at=Turn.now())
         attachments = await self._load_attachments(request.params.input, context)
         turn = self._turn(thread, None, context, http_request, request.type)
+        await self._admit(request.type, context, None)  # issue 10
         lease = await self._acquire(thread.id, context)
 
         async def body(emit: Emit, options: StreamOptions) -> None:
@@ -436,6 +497,7 @@ class Engine:
         thread = await self._load_thread(request.params.thread_id, context)
         attachments = await self._load_attachments(request.params.input, context)
         turn = self._turn(thread, None, context, http_request, request.type)
+        await self._admit(request.type, context, thread)  # issue 10
         lease = await self._acquire(thread.id, context)
 
         async def body(emit: Emit, options: StreamOptions) -> None:
@@ -449,6 +511,7 @@ class Engine:
     ) -> StreamPlan:
         thread = await self._load_thread(request.params.thread_id, context)
         turn = self._turn(thread, None, context, http_request, request.type)
+        await self._admit(request.type, context, thread)  # issue 10
         lease = await self._acquire(thread.id, context)
         async with _released_on_error(lease):
             recent = await self._visible_items(thread.id, None, 1, "desc", context)
@@ -481,6 +544,7 @@ class Engine:
         params = request.params
         thread = await self._load_thread(params.thread_id, context)
         turn = self._turn(thread, None, context, http_request, request.type)
+        await self._admit(request.type, context, thread)  # issue 10
         lease = await self._acquire(thread.id, context)
         async with _released_on_error(lease):
             item = await self._load_item(thread.id, params.item_id, context)
@@ -513,6 +577,7 @@ class Engine:
     ) -> StreamPlan:
         params = request.params
         thread = await self._load_thread(params.thread_id, context)
+        await self._admit(request.type, context, thread)  # issue 10
         lease = await self._acquire(thread.id, context)
         async with _released_on_error(lease):
             item = await self._load_item(thread.id, params.item_id, context)
@@ -544,6 +609,7 @@ class Engine:
 
             return StreamPlan(refuse, allow_cancel=True)
         turn.action, turn.sender = params.action, sender
+        await self._admit(request.type, context, thread)  # issue 10
         lease = await self._acquire(thread.id, context)
 
         async def body(emit: Emit, options: StreamOptions) -> None:
@@ -565,7 +631,13 @@ class Engine:
         async def run(emit: Emit) -> None:
             await body(emit, options)
 
-        return StreamPlan(run, allow_cancel=options.allow_cancel, lease=lease)
+        return StreamPlan(
+            run,
+            allow_cancel=options.allow_cancel,
+            lease=lease,
+            run_id=turn.run_id,
+            thread_id=turn.thread.id,
+        )
 
     # -- the reply pipeline -------------------------------------------------------------
 
@@ -862,9 +934,43 @@ async def _released_on_error(lease: TurnLease) -> AsyncIterator[None]:
     try:
         yield
     except BaseException:
-        with anyio.CancelScope(shield=True):
-            await lease.release()
+        await _release(lease)
         raise
+
+
+async def _release(lease: TurnLease) -> None:
+    """Give a lease back, even after a cancellation; an outage only delays the next turn.
+
+    Runs shielded so the next reply does not wait for an expiry. A lease that cannot
+    be released (its store is down) expires by itself, so that is logged, not raised:
+    the reply it guarded is over either way.
+    """
+    with anyio.CancelScope(shield=True):
+        try:
+            await lease.release()
+        except Exception:
+            logger.warning("could not release a turn lease; it will expire", exc_info=True)
+
+
+class _Refused(Exception):
+    """The admission hook refused the request (caught in `Engine.prepare`)."""
+
+    def __init__(self, refusal: Refusal, thread: ThreadMetadata | None) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+        self.thread = thread
+
+
+def _refusal_plan(refusal: Refusal, thread: ThreadMetadata | None) -> StreamPlan:
+    """A reply that only says no (issue 10): the refusal's event, nothing stored."""
+    event = refusal.event()
+
+    async def run(emit: Emit) -> None:
+        await emit(event)
+
+    return StreamPlan(
+        run, allow_cancel=True, thread_id=thread.id if thread else None, refusal=refusal
+    )
 
 
 def _apply_answers(

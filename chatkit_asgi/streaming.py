@@ -25,6 +25,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .engine import StreamPlan
 from .errors import ErrorCode
+from .observability import ReplyStats
 from .types import ErrorEvent, ThreadStreamEvent
 from .types._base import to_wire_json
 
@@ -113,8 +114,13 @@ async def stream_reply(
     heartbeat_interval: float | None = 15.0,
     buffer_size: int = 16,
     extra_headers: list[tuple[bytes, bytes]] | None = None,
+    stats: ReplyStats | None = None,
 ) -> None:
-    """Run `plan` and write its events to an ASGI `send` as one streaming response."""
+    """Run `plan` and write its events to an ASGI `send` as one streaming response.
+
+    With `stats`, the reply's events, bytes and first event time are counted
+    there, and whether the client left and the reply was cancelled (issue 10).
+    """
     frames_in, frames_out = anyio.create_memory_object_stream[bytes](max(buffer_size, 0))
     producer_scope = anyio.CancelScope()
     client_gone = anyio.Event()
@@ -130,16 +136,44 @@ async def stream_reply(
         except anyio.WouldBlock:
             await frames_in.send(frame)
 
+    # -- issue 10: a counting copy of `emit`, chosen once per reply (none per event when off)
+    async def emit_counted(event: ThreadStreamEvent) -> None:
+        frame = framing.frame(event)
+        counts = stats
+        assert counts is not None
+        counts.events += 1
+        counts.bytes += len(frame)
+        if counts.watching:
+            counts.inspect(event)
+        elif type(event) is ErrorEvent:
+            counts.error_code = event.code
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        try:
+            frames_in.send_nowait(frame)
+        except anyio.WouldBlock:
+            await frames_in.send(frame)
+
+    send_event = emit if stats is None else emit_counted
+
+    def settle_stats() -> None:
+        if stats is not None:
+            stats.client_gone = client_gone.is_set()
+            stats.cancelled = producer_scope.cancelled_caught
+
+    # -- end issue 10
+
     async def produce() -> None:
         async with frames_in:
             with producer_scope:
                 try:
-                    await plan.run(emit)
+                    await plan.run(send_event)
                 except Exception:
                     # The engine turns responder failures into error events itself; this is
                     # a failure of the engine or store around it. Tell the client, keep serving.
                     logger.exception("reply failed outside the responder")
-                    await emit(ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True))
+                    await send_event(
+                        ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True)
+                    )
 
     def on_disconnect() -> None:
         if not client_gone.is_set():
@@ -172,7 +206,10 @@ async def stream_reply(
         if client_gone.is_set() and cancel_on_disconnect:
             await plan.release()
             tasks.cancel_scope.cancel()
+            settle_stats()
             return
+        if stats is not None:
+            stats.ran = True
         tasks.start_soon(produce)
         try:
             await send(
@@ -201,6 +238,7 @@ async def stream_reply(
                 elif framing.separator:
                     body = framing.separator + body
                 await write(body, True)
+        settle_stats()  # before the last write: a client leaving after it did not leave early
         await write((framing.opening if first else b"") + framing.closing, False)
         tasks.cancel_scope.cancel()
 

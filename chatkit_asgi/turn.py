@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,11 +28,16 @@ from .types import (
     WidgetRoot,
 )
 
-__all__ = ["Turn"]
+__all__ = ["Turn", "new_run_id"]
 
 TContext = TypeVar("TContext", default=Any)
 
 _HISTORY_PAGE = 100
+
+
+def new_run_id() -> str:
+    """A new run id: `run_` and 96 random bits."""
+    return f"run_{secrets.token_hex(12)}"
 
 
 @dataclass
@@ -60,6 +66,9 @@ class Turn(Generic[TContext]):
     """The request envelope's `type`, e.g. `threads.create`."""
     attachment_store: AttachmentStore[TContext] | None = None
     """The app's attachment store, if it has one (see `read_attachment`)."""
+    run_id: str = field(default_factory=new_run_id)
+    """This reply's id: the `X-ChatKit-Run-Id` header of its response, and the
+    `run_id` of its log records and spans (issue 10)."""
     _history: list[ThreadItem] | None = field(default=None, repr=False)
 
     def new_id(self, kind: StoreItemType) -> str:

@@ -10,6 +10,7 @@ import chatkit_asgi.types
 def test_top_level_public_names() -> None:
     assert sorted(chatkit_asgi.__all__) == sorted(
         [
+            "Admission",
             "AttachmentStore",
             "ChatKitApp",
             "ChatKitError",
@@ -22,12 +23,14 @@ def test_top_level_public_names() -> None:
             "InvalidRequestError",
             "NotFoundError",
             "NotSupportedError",
+            "Refusal",
             "Responder",
             "ResponderLike",
             "ResourceNotFoundError",
             "Store",
             "StoreUnavailableError",
             "StreamError",
+            "TokenBucketLimiter",
             "Turn",
         ]
     )

@@ -185,6 +185,10 @@ class FileSystemAttachmentStore(AttachmentStore[TContext]):
             preview_url=self._preview_url(owner, attachment_id, media_type(mime_type), name),
         )
 
+    async def ping(self) -> None:
+        """Create and delete a small file (the health check): the disk takes writes."""
+        await anyio.to_thread.run_sync(_probe_writable, self._tmp)
+
     async def delete_attachment(self, attachment_id: str, context: TContext) -> None:
         """Delete the attachment's file (no error when it is already gone)."""
         path = self._path(owner_segment(self._tenant, context), attachment_id)
@@ -388,6 +392,12 @@ def _discard(file: IO[bytes], tmp: Path) -> None:
 def _unlink_quietly(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+
+
+def _probe_writable(directory: Path) -> None:
+    probe = directory / f".ping-{secrets.token_hex(8)}"
+    probe.write_bytes(b"")
+    probe.unlink()
 
 
 async def _read_file(path: Path, attachment_id: str) -> AsyncGenerator[bytes, None]:

@@ -108,6 +108,8 @@ class _S3Client(Protocol):
 
     async def abort_multipart_upload(self, **kwargs: Any) -> dict[str, Any]: ...
 
+    async def head_bucket(self, **kwargs: Any) -> dict[str, Any]: ...
+
 
 class S3AttachmentStore(AttachmentStore[TContext]):
     """Stores attachment bytes in an S3 bucket.
@@ -215,6 +217,11 @@ class S3AttachmentStore(AttachmentStore[TContext]):
         """Close the S3 client (the app calls this on shutdown)."""
         self._s3 = None
         await self._exit.aclose()
+
+    async def ping(self) -> None:
+        """`HeadBucket` (the health check): the bucket exists and these credentials reach it."""
+        client = await self._client()
+        await client.head_bucket(Bucket=self.bucket)
 
     # -- AttachmentStore ---------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import anyio
 import anyio.to_thread
 from typing_extensions import Self
 
-from ..store import NotFoundError, Store
+from ..store import NotFoundError, Store, StoreUnavailableError
 from ..types import Attachment, Page, ThreadItem, ThreadMetadata
 from ._common import (
     TContext,
@@ -296,6 +296,10 @@ class SQLiteStore(Store[TContext]):
         """Close the connection after the calls already queued have run."""
         await self._call(self._close)
 
+    async def ping(self) -> None:
+        """One trivial query (the health check); opens the database if it is closed."""
+        await self._db(lambda conn: conn.execute("SELECT 1").fetchone())
+
     def _close(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
@@ -335,7 +339,12 @@ class SQLiteStore(Store[TContext]):
 
     async def _db(self, op: Callable[[sqlite3.Connection], R]) -> R:
         """Run `op` with the open connection on the worker thread."""
-        return await self._call(lambda: op(self._connection()))
+        try:
+            return await self._call(lambda: op(self._connection()))
+        except sqlite3.OperationalError as exc:
+            if _is_outage(exc):
+                raise StoreUnavailableError(f"SQLite database unavailable: {exc}") from exc
+            raise
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -584,3 +593,24 @@ def _migrate(conn: sqlite3.Connection) -> None:
         if version < SCHEMA_VERSION:
             conn.execute("DELETE FROM chatkit_schema")
             conn.execute("INSERT INTO chatkit_schema (version) VALUES (?)", (SCHEMA_VERSION,))
+
+
+# Conditions that pass when the database frees up, the disk gets space or the file
+# becomes writable again; anything else (a malformed statement) is a bug, not an outage.
+_OUTAGES = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_FULL",
+    "SQLITE_IOERR",
+    "SQLITE_READONLY",
+    "SQLITE_CANTOPEN",
+)
+_OUTAGE_MESSAGES = ("locked", "disk is full", "disk i/o error", "readonly", "unable to open")
+
+
+def _is_outage(exc: sqlite3.OperationalError) -> bool:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name:
+        return name.startswith(_OUTAGES)
+    message = str(exc).lower()
+    return any(part in message for part in _OUTAGE_MESSAGES)

@@ -379,7 +379,10 @@ async def test_app_streams_with_the_streaming_headers() -> None:
     app = ChatKitApp(echo, store=MemoryStore())
     client = await call_app(app, CREATE, "text/event-stream")
 
-    assert client.headers == SSE_HEADERS
+    # Every reply carries its run id, the key to its logs and traces.
+    headers = dict(client.headers)
+    assert headers.pop("x-chatkit-run-id").startswith("run_")
+    assert headers == SSE_HEADERS
     assert client.complete
     for chunk in client.chunks:
         sse_payloads(chunk)

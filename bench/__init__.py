@@ -1,0 +1,1 @@
+"""Load and latency benchmarks: chatkit-asgi beside openai-chatkit and a bare-Starlette floor."""

@@ -1,0 +1,431 @@
+"""What an operator sees: structured log records, reply statistics, health checks.
+
+The `chatkit_asgi` logger emits one INFO record per request and one per turn
+(streaming reply), with JSON-friendly fields in `extra`, so a JSON formatter
+(python-json-logger, structlog's stdlib bridge, a cloud agent) turns them into
+searchable documents:
+
+===========================  =====================================================
+field                        meaning
+===========================  =====================================================
+`kind`                       "request" or "turn"
+`request_type`               the envelope's `type`, e.g. `threads.create`
+`path`                       request records: the URL path (no query string)
+`status`                     request records: the HTTP status
+`outcome`                    requests: `ok`, `refused` (4xx), `failed` (5xx),
+                             `aborted`, or the turn's outcome; turns: `completed`,
+                             `error` (an error event was sent), `cancelled` (the
+                             client left and the reply was cancelled), `detached`
+                             (the client left, the reply ran on), `refused`
+                             (admission), `not_started` (the client left first)
+`error_code`                 the error's code, when there was one
+`duration_ms`                wall time of the request / the turn
+`run_id`                     the reply's id (`X-ChatKit-Run-Id`, `Turn.run_id`)
+`thread_id`                  the thread, when there is one
+`tenant_hash`                a pseudonym of the tenant (`ChatKitApp(tenant=...)`)
+`events`, `bytes`            events and bytes of the reply
+`time_to_first_event_ms`     turns: from the request's arrival to the first event
+                             the responder produced
+`disconnect_policy`          turns: what a disconnect does (`cancel`/`continue`)
+`client_disconnected`        turns: whether the client left before the end
+`input_text`/`output_text`   only with `ChatKitApp(log_content=True)`
+===========================  =====================================================
+
+Message contents are never logged unless `log_content=True`. `LOG_LEVEL` sets
+the logger's level. With telemetry on (`chatkit_asgi.telemetry`) the same facts
+become span attributes and metrics; with both off, a request pays one
+`logger.isEnabledFor` check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .errors import ChatKitError
+from .types import (
+    AssistantMessageItem,
+    ErrorEvent,
+    StreamOptionsEvent,
+    ThreadItemDoneEvent,
+    ThreadStreamEvent,
+    UserMessageTagContent,
+    UserMessageTextContent,
+)
+
+if TYPE_CHECKING:
+    from .engine import StreamPlan
+    from .store import AttachmentStore, Store
+    from .telemetry import Telemetry, _SpanScope
+    from .types import ChatKitReq
+
+__all__ = ["ReplyStats", "RequestObserver", "RequestRecord", "check_health", "tenant_hash"]
+
+logger = logging.getLogger("chatkit_asgi")
+
+TenantFn = Callable[[Any], "str | None"]
+
+
+def tenant_hash(tenant: str) -> str:
+    """The pseudonym of a tenant key in logs and traces: 16 hex digits of its SHA-256.
+
+    A pseudonym, not anonymity: whoever knows the key can compute it and find the
+    tenant's records, which is the point.
+    """
+    return hashlib.sha256(tenant.encode()).hexdigest()[:16]
+
+
+class ReplyStats:
+    """Counters of one streaming reply, kept by `stream_reply` when someone listens.
+
+    `stream_reply` counts `events` and `bytes` itself and calls `inspect` only while
+    `watching` (until the responder's first event, or all along when collecting
+    text), so a reply pays two additions and a type check per event. Times are
+    `time.perf_counter()` values.
+    """
+
+    __slots__ = (
+        "bytes",
+        "cancelled",
+        "client_gone",
+        "error_code",
+        "events",
+        "first_event",
+        "options_seen",
+        "output",
+        "ran",
+        "started",
+        "watching",
+    )
+
+    def __init__(self, started: float, *, collect_text: bool = False) -> None:
+        self.started = started
+        self.events = 0
+        self.bytes = 0
+        self.first_event: float | None = None
+        self.options_seen = False
+        self.error_code: str | None = None
+        self.client_gone = False
+        self.cancelled = False
+        self.ran = False
+        self.output: list[str] | None = [] if collect_text else None
+        self.watching = True
+
+    def saw(self, event: ThreadStreamEvent, size: int) -> None:
+        """Count one event sent as a frame of `size` bytes (what `stream_reply` inlines)."""
+        self.events += 1
+        self.bytes += size
+        if self.watching:
+            self.inspect(event)
+        elif type(event) is ErrorEvent:
+            self.error_code = event.code
+
+    def inspect(self, event: ThreadStreamEvent) -> None:
+        """Look at an event while watching: the first responder event, errors, text."""
+        kind = type(event)
+        if self.first_event is None:
+            # The engine's own events come first; the responder's start after stream_options.
+            if kind is StreamOptionsEvent:
+                self.options_seen = True
+            elif self.options_seen:
+                self.first_event = time.perf_counter()
+                self.watching = self.output is not None
+        if kind is ErrorEvent:
+            self.error_code = event.code  # type: ignore[union-attr]
+        elif self.output is not None and kind is ThreadItemDoneEvent:
+            item = event.item  # type: ignore[union-attr]
+            if isinstance(item, AssistantMessageItem):
+                self.output.append("".join(part.text for part in item.content))
+
+    @property
+    def time_to_first_event(self) -> float | None:
+        """Seconds from the request's arrival to the responder's first event."""
+        return None if self.first_event is None else self.first_event - self.started
+
+    def outcome(self, refused: bool) -> str:
+        """How the reply ended (see the module docs)."""
+        if refused:
+            return "refused"
+        if not self.ran:
+            return "not_started"
+        if self.cancelled:
+            return "cancelled"
+        if self.error_code is not None:
+            return "error"
+        if self.client_gone:
+            return "detached"
+        return "completed"
+
+
+class RequestObserver:
+    """Per app: makes a `RequestRecord` for each request when anyone listens."""
+
+    def __init__(
+        self,
+        *,
+        tenant: TenantFn | None = None,
+        log_content: bool = False,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        self.tenant = tenant
+        self.log_content = log_content
+        self.telemetry = telemetry
+
+    def begin(self, scope: Any) -> RequestRecord | None:
+        """A record for this request, or None when neither logs nor telemetry want it."""
+        if self.telemetry is None and not logger.isEnabledFor(logging.INFO):
+            return None
+        return RequestRecord(self, scope)
+
+    def tenant_hash(self, context: Any) -> str | None:
+        """The tenant's pseudonym, or None without a tenant function (or tenant)."""
+        if self.tenant is None or context is None:
+            return None
+        try:
+            tenant = self.tenant(context)
+        except Exception:
+            return None
+        return None if tenant is None else tenant_hash(str(tenant))
+
+
+_NO_CONTEXT: Any = None
+
+
+class RequestRecord:
+    """What is known about one request as it is handled; logged when it ends."""
+
+    __slots__ = (
+        "_span",
+        "_tenant_hash",
+        "_turn_span",
+        "context",
+        "disconnect_policy",
+        "error_code",
+        "input_text",
+        "observer",
+        "path",
+        "refused",
+        "request_type",
+        "run_id",
+        "started",
+        "stats",
+        "status",
+        "thread_id",
+        "turn_outcome",
+        "turn_started",
+    )
+
+    def __init__(self, observer: RequestObserver, scope: Any) -> None:
+        self.observer = observer
+        self.started = time.perf_counter()
+        self.path: str = scope.get("path", "")
+        self.request_type: str | None = None
+        self.thread_id: str | None = None
+        self.run_id: str | None = None
+        self.context: Any = _NO_CONTEXT
+        self.status: int | None = None
+        self.error_code: str | None = None
+        self.input_text: str | None = None
+        self.stats: ReplyStats | None = None
+        self.turn_started = 0.0
+        self.turn_outcome: str | None = None
+        self.disconnect_policy: str | None = None
+        self.refused = False
+        self._tenant_hash: str | bool | None = False  # False: not computed yet
+        self._span: _SpanScope | None = None
+        self._turn_span: _SpanScope | None = None
+        telemetry = observer.telemetry
+        if telemetry is not None:
+            self._span = telemetry.start_request()
+
+    # -- filled in by the app ---------------------------------------------------------
+
+    def parsed(self, request: ChatKitReq, context: Any) -> None:
+        """The request was parsed and its context built."""
+        self.request_type = request.type
+        self.context = context
+        thread_id = getattr(request.params, "thread_id", None)
+        if isinstance(thread_id, str):
+            self.thread_id = thread_id
+        if self.observer.log_content:
+            message = getattr(request.params, "input", None)
+            content = getattr(message, "content", None)
+            if isinstance(content, list):
+                self.input_text = "".join(
+                    part.text
+                    for part in content
+                    if isinstance(part, UserMessageTextContent | UserMessageTagContent)
+                )
+
+    def answered(self, status: int = 200) -> None:
+        """A JSON answer was sent."""
+        self.status = status
+
+    def failed(self, error: ChatKitError) -> None:
+        """The request was refused (or failed) with this error response."""
+        self.status = error.status_code
+        self.error_code = error.code
+
+    def begin_turn(self, plan: StreamPlan, cancels: bool) -> ReplyStats:
+        """The streaming reply `plan` is about to run; returns the counters it keeps."""
+        self.status = 200
+        self.run_id = plan.run_id
+        if plan.thread_id is not None:
+            self.thread_id = plan.thread_id
+        self.refused = plan.refusal is not None
+        if plan.refusal is not None:
+            self.error_code = plan.refusal.code
+        self.disconnect_policy = "cancel" if cancels else "continue"
+        self.turn_started = time.perf_counter()
+        self.stats = ReplyStats(self.started, collect_text=self.observer.log_content)
+        telemetry = self.observer.telemetry
+        if telemetry is not None:
+            self._turn_span = telemetry.start_turn(self)
+        return self.stats
+
+    def end_turn(self) -> None:
+        """The streaming reply is over: log it, close its span."""
+        stats = self.stats
+        if stats is None:
+            return
+        self.turn_outcome = stats.outcome(self.refused)
+        if stats.error_code is not None and not self.refused:
+            self.error_code = stats.error_code
+        duration = time.perf_counter() - self.turn_started
+        telemetry = self.observer.telemetry
+        if telemetry is not None and self._turn_span is not None:
+            telemetry.finish_turn(self._turn_span, self, duration)
+            self._turn_span = None
+        if logger.isEnabledFor(logging.INFO):
+            ttfe = stats.time_to_first_event
+            fields: dict[str, Any] = {
+                "kind": "turn",
+                "request_type": self.request_type,
+                "outcome": self.turn_outcome,
+                "error_code": self.error_code,
+                "duration_ms": _ms(duration),
+                "run_id": self.run_id,
+                "thread_id": self.thread_id,
+                "tenant_hash": self.tenant_hash,
+                "events": stats.events,
+                "bytes": stats.bytes,
+                "time_to_first_event_ms": None if ttfe is None else _ms(ttfe),
+                "disconnect_policy": self.disconnect_policy,
+                "client_disconnected": stats.client_gone,
+            }
+            if stats.output is not None:
+                fields["output_text"] = "\n".join(stats.output)
+            logger.info(
+                "turn %s on %s %s: %d events, %d bytes in %.1f ms",
+                self.run_id,
+                self.thread_id,
+                self.turn_outcome,
+                stats.events,
+                stats.bytes,
+                duration * 1000,
+                extra=fields,
+            )
+
+    def end(self, error: BaseException | None = None) -> None:
+        """The request is over: log it, close its span."""
+        duration = time.perf_counter() - self.started
+        if error is not None and self.status is None:
+            # Not an HTTP refusal: a bug, or the server cancelled the request.
+            self.status = 500 if isinstance(error, Exception) else None
+            self.error_code = "internal_error" if isinstance(error, Exception) else None
+        outcome = self.outcome
+        telemetry = self.observer.telemetry
+        if telemetry is not None and self._span is not None:
+            telemetry.finish_request(self._span, self, outcome, duration)
+            self._span = None
+        if logger.isEnabledFor(logging.INFO):
+            fields: dict[str, Any] = {
+                "kind": "request",
+                "request_type": self.request_type,
+                "path": self.path,
+                "status": self.status,
+                "outcome": outcome,
+                "error_code": self.error_code,
+                "duration_ms": _ms(duration),
+                "run_id": self.run_id,
+                "thread_id": self.thread_id,
+                "tenant_hash": self.tenant_hash,
+                "events": self.stats.events if self.stats is not None else None,
+                "bytes": self.stats.bytes if self.stats is not None else None,
+            }
+            if self.input_text is not None:
+                fields["input_text"] = self.input_text
+            level = logging.WARNING if (self.status or 0) >= 500 else logging.INFO
+            logger.log(
+                level,
+                "request %s %s -> %s %s in %.1f ms",
+                self.request_type or "-",
+                self.path,
+                self.status,
+                outcome,
+                duration * 1000,
+                extra=fields,
+            )
+
+    # -- derived ---------------------------------------------------------------------
+
+    @property
+    def outcome(self) -> str:
+        """The request's outcome (see the module docs)."""
+        if self.turn_outcome is not None:
+            return self.turn_outcome
+        if self.status is None:
+            return "aborted"
+        if self.status < 400:
+            return "ok"
+        return "refused" if self.status < 500 else "failed"
+
+    @property
+    def tenant_hash(self) -> str | None:
+        """The tenant's pseudonym (computed once)."""
+        if self._tenant_hash is False:
+            self._tenant_hash = self.observer.tenant_hash(self.context)
+        assert self._tenant_hash is not True
+        return self._tenant_hash
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+# -- health ------------------------------------------------------------------------------
+
+
+async def check_health(
+    store: Store[Any], attachment_store: AttachmentStore[Any] | None, within: float
+) -> tuple[int, bytes]:
+    """Ping the stores: 200 when every one answers within `within` seconds, else 503.
+
+    The body says which check failed (`ok` / `unavailable` / `timeout`), never why:
+    error messages may name hosts and credentials, so they go to the log only.
+    """
+    checks: dict[str, str] = {"store": await _ping("store", store, within)}
+    if attachment_store is not None:
+        checks["attachment_store"] = await _ping("attachment store", attachment_store, within)
+    healthy = all(state == "ok" for state in checks.values())
+    body = {"status": "ok" if healthy else "unavailable", "checks": checks}
+    return (200 if healthy else 503), json.dumps(body, separators=(",", ":")).encode()
+
+
+async def _ping(name: str, store: Store[Any] | AttachmentStore[Any], within: float) -> str:
+    try:
+        with anyio.fail_after(within):
+            await store.ping()
+    except TimeoutError:
+        logger.warning("health check: the %s did not answer within %ss", name, within)
+        return "timeout"
+    except Exception:
+        logger.warning("health check: the %s is unavailable", name, exc_info=True)
+        return "unavailable"
+    return "ok"
