@@ -30,7 +30,9 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def ttfb(host: str, port: int, path: str, body: bytes, count: int, warmup: int) -> dict:
+def ttfb(
+    host: str, port: int, path: str, body: bytes, count: int, warmup: int
+) -> dict[str, object]:
     """Sequential requests, one connection each: time to the first response byte,
     to the first SSE event, and to the end of the response."""
     first_byte: list[float] = []
@@ -64,7 +66,7 @@ def ttfb(host: str, port: int, path: str, body: bytes, count: int, warmup: int) 
             first_event.append((t_event or end) - start)
             total.append(end - start)
 
-    def summary(values: list[float]) -> dict:
+    def summary(values: list[float]) -> dict[str, float]:
         return {
             "p50_ms": statistics.median(values) * 1e3,
             "p99_ms": _percentile(values, 99) * 1e3,

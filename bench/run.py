@@ -666,6 +666,15 @@ def machine() -> dict[str, Any]:
             text=True,
             check=True,
         ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "chatkit_asgi"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        if dirty:
+            commit += "+uncommitted"
     return {
         "cpu": model,
         "cpus": os.cpu_count(),

@@ -14,6 +14,8 @@ Configured from the environment:
   Otherwise telemetry uses the global OpenTelemetry providers, e.g. those that
   `opentelemetry-instrument uvicorn ...` configures from `OTEL_*` variables.
 - `LOG_LEVEL`: `INFO` shows one JSON line per request and per turn.
+- `CHATKIT_TURNS_PER_MINUTE` (default 20) and `CHATKIT_TURN_BURST` (default 5):
+  each user's rate limit.
 
 Sign in with `Authorization: Bearer secret-token-of-alice` (or `...-of-bob`).
 """
@@ -144,7 +146,13 @@ chatkit = ChatKitApp(
     store=store,
     context=user_context,
     # 20 turns a minute per user, 5 at once; reading threads is free.
-    admission=TokenBucketLimiter(20, per=60, burst=5, tenant=user_id, backend=buckets),
+    admission=TokenBucketLimiter(
+        float(os.environ.get("CHATKIT_TURNS_PER_MINUTE", "20")),
+        per=60,
+        burst=float(os.environ.get("CHATKIT_TURN_BURST", "5")),
+        tenant=user_id,
+        backend=buckets,
+    ),
     tenant=user_id,  # hashed into logs and spans
     health=True,  # GET /chatkit/healthz for the load balancer
     **telemetry,

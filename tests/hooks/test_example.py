@@ -31,6 +31,9 @@ def load_example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[An
     monkeypatch.delenv("MONGODB_URI", raising=False)
     monkeypatch.delenv("OTEL_CONSOLE", raising=False)
     monkeypatch.delenv("LOG_LEVEL", raising=False)
+    # Five turns at once, then one per 100 minutes: no refill while a test runs.
+    monkeypatch.setenv("CHATKIT_TURNS_PER_MINUTE", "0.01")
+    monkeypatch.setenv("CHATKIT_TURN_BURST", "5")
 
     def load() -> ModuleType:
         monkeypatch.delitem(sys.modules, "examples.production.app", raising=False)

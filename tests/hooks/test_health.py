@@ -124,7 +124,9 @@ async def test_a_stopped_mongodb_answers_503() -> None:
         server.release()
         await client.close()
         # PyMongo's monitor may be reconnecting to the stopped server while the client
-        # closes, and rarely leaves that socket to the garbage collector: collect it here.
+        # closes, and rarely leaves that socket to the garbage collector: let its
+        # cancelled tasks finish, then collect it here.
+        await anyio.sleep(0.2)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)
             gc.collect()

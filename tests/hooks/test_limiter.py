@@ -59,7 +59,9 @@ async def test_each_tenant_gets_its_burst_then_waits_for_the_refill() -> None:
     assert await limiter({"user": "alice"}, "threads.create", None) is None
     assert await limiter({"user": "alice"}, "threads.add_user_message", None) is None
     refusal = await limiter({"user": "alice"}, "threads.create", None)
-    assert refusal == Refusal(limiter.message, retry_after=pytest.approx(30.0))
+    assert refusal is not None
+    assert refusal.retry_after == pytest.approx(30.0)
+    assert refusal == Refusal(limiter.message, retry_after=refusal.retry_after)
     assert await limiter({"user": "bob"}, "threads.create", None) is None  # Bob has his own
 
     clock.now += 29.0
