@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv demo demo-mongodb test test-strict test-mongodb lint build docs clean
+.PHONY: venv demo demo-mongodb test test-strict test-mongodb lint build docs bench clean
 
 venv: $(STAMP)
 
@@ -53,6 +53,11 @@ $(LOCALSTACK_VENV)/.installed:
 
 test-strict: $(STAMP) $(LOCALSTACK_VENV)/.installed
 	CHATKIT_LOCALSTACK_PYTHON=$(LOCALSTACK_VENV)/bin/python $(BIN)/python -m pytest tests/attachments/strict_s3.py
+
+# Benchmarks against openai-chatkit 1.6.5 and the bare-Starlette floor (bench/README.md).
+bench: $(STAMP)
+	sh bench/ensure-wrk.sh
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 build: $(STAMP)
 	rm -rf dist
