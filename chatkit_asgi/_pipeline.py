@@ -139,7 +139,7 @@ class ReplyPipeline:
 
     async def _sync_thread(self) -> None:
         thread = self.turn.thread
-        if thread != self._saved_thread:
+        if _changed(thread, self._saved_thread):
             self._saved_thread = copy_model(thread)
             await self.store.save_thread(thread, self.turn.context)
             await self.emit(ThreadUpdatedEvent(thread=self.thread_response(thread)))
@@ -193,7 +193,7 @@ class ReplyPipeline:
                 content=_CANCELLED_NOTE,
             )
             await self.store.add_thread_item(thread.id, note, context)
-            if thread != self._saved_thread:  # e.g. a title set just before the cancel
+            if _changed(thread, self._saved_thread):  # e.g. a title set just before the cancel
                 await self.store.save_thread(thread, context)
         except Exception:
             logger.exception("could not save the cancelled reply on thread %s", thread.id)
@@ -346,6 +346,17 @@ class _PendingItems:
         while len(item.content) <= index:
             item.content.append(AssistantMessageContent(text=""))
         return item.content[index]
+
+
+def _changed(thread: ThreadMetadata, saved: ThreadMetadata) -> bool:
+    """Whether the responder changed the thread; runs after every event.
+
+    The fields compared directly: pydantic's `==` does the same and more, at about
+    twice the cost.
+    """
+    if thread.__dict__ != saved.__dict__:
+        return True
+    return thread.__pydantic_extra__ != saved.__pydantic_extra__
 
 
 def as_async_generator(source: Any) -> Any:
