@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv demo demo-mongodb test test-strict test-mongodb lint build docs bench clean
+.PHONY: venv demo demo-agent demo-mongodb test test-strict test-mongodb lint build docs bench clean
 
 venv: $(STAMP)
 
@@ -16,8 +16,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The demo assistant with the playground at /chatkit/, and the Agents SDK example at
+# /agent/chatkit/ (offline on a scripted model unless OPENAI_API_KEY is set).
 demo: $(STAMP)
-	$(BIN)/chatkit-asgi demo --host $(HOST) --port $(PORT)
+	CHATKIT_DB=chatkit-agent-demo.db $(BIN)/chatkit-asgi demo --host $(HOST) --port $(PORT) \
+	  --also /agent=examples.agent.app:app
+
+# The Agents SDK example: a scripted offline model without OPENAI_API_KEY, the real one with it.
+demo-agent: $(STAMP)
+	$(BIN)/python -m uvicorn examples.agent.app:app --host $(HOST) --port $(PORT)
 
 demo-mongodb: $(STAMP)
 	$(BIN)/python -m uvicorn examples.mongodb.app:app --host $(HOST) --port $(PORT)

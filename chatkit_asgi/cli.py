@@ -67,6 +67,8 @@ class ServeConfig:
     cors: list[str] = field(default_factory=list)
     context: str | None = None
     app_dir: str = "."
+    also: dict[str, str] = field(default_factory=dict)
+    """Other ASGI apps to serve beside the endpoint: path -> `module:attribute`."""
 
 
 # -- stores from URLs ----------------------------------------------------------------
@@ -204,6 +206,8 @@ def build_app(config: ServeConfig) -> Any:
             return RedirectResponse(mount + "/")
 
         routes.append(Route("/", to_playground))
+    for path, target in config.also.items():
+        routes.append(Mount("/" + path.strip("/"), app=load_target(target, config.app_dir)))
     routes.append(Mount(mount.rstrip("/"), app=chatkit))
     middleware = []
     if config.cors:
@@ -257,6 +261,14 @@ def _parser() -> argparse.ArgumentParser:
         )
         command.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (1)")
         command.add_argument(
+            "--also",
+            action="append",
+            default=None,
+            type=_also,
+            metavar="PATH=MODULE:APP",
+            help="serve another ASGI app at PATH too, e.g. /agent=examples.agent.app:app",
+        )
+        command.add_argument(
             "--log-level",
             default="info",
             choices=["critical", "error", "warning", "info", "debug", "trace"],
@@ -307,6 +319,7 @@ def _config(args: argparse.Namespace) -> ServeConfig:
             mount=args.mount,
             playground=True,
             cors=args.cors if args.cors is not None else ["*"],
+            also=dict(args.also or []),
         )
     return ServeConfig(
         target=args.target,
@@ -317,12 +330,24 @@ def _config(args: argparse.Namespace) -> ServeConfig:
         cors=args.cors or [],
         context=args.context,
         app_dir=args.app_dir,
+        also=dict(args.also or []),
     )
+
+
+def _also(value: str) -> tuple[str, str]:
+    path, equals, target = value.partition("=")
+    if not equals or not path.startswith("/") or ":" not in target:
+        raise argparse.ArgumentTypeError(
+            f"expected PATH=MODULE:APP, e.g. /agent=pkg.app:app, not {value!r}"
+        )
+    return path, target
 
 
 def _check(config: ServeConfig, workers: int) -> None:
     """Fail fast, before any worker starts: the target imports and the URLs name stores."""
     load_target(config.target, config.app_dir, instantiate=False)
+    for target in config.also.values():
+        load_target(target, config.app_dir, instantiate=False)
     if config.context:
         load_target(config.context, config.app_dir, instantiate=False)
     store_factory(config.store)

@@ -244,3 +244,35 @@ def test_works_from_a_built_wheel(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert help_run.returncode == 0 and "serve" in help_run.stdout
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_demo_serves_the_agent_example_beside_it(
+    start_cli: Callable[..., CLIServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What `make demo` runs: the Agents SDK example next to the demo assistant, offline
+    # (no OPENAI_API_KEY: a scripted model answers).
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    monkeypatch.setenv("CHATKIT_DB", str(tmp_path / "agent.db"))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    server = start_cli("demo", "--store", "memory://", "--also", "/agent=examples.agent.app:app")
+    assert await reply_text(server.url + "/chatkit/", "ping") == "Echo: ping"
+    async with ChatKitTestClient(base_url=server.url + "/agent/chatkit/") as client:
+        events = await client.create_thread("What is the weather in Paris?")
+    kinds = {event.type for event in events}
+    assert {"thread.created", "stream_options", "thread.item.done"} <= kinds
+    widgets = [
+        e
+        for e in events
+        if e.type == "thread.item.done" and e.item.type == "widget"  # type: ignore[union-attr]
+    ]
+    assert widgets, "the offline agent shows its weather card"
+    server.stop()
+
+
+def test_also_needs_a_path_and_an_app(run_cli: RunCLI) -> None:
+    result = run_cli("demo", "--also", "examples.agent.app:app")
+    assert result.returncode == 2
+    assert "PATH=MODULE:APP" in result.stderr
