@@ -8,6 +8,7 @@ context) and hands the parsed request to the `Engine`.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
@@ -241,7 +242,7 @@ class ChatKitApp:
 
             store = SQLiteStore("chatkit.db")
         self.store = store
-        # -- production hooks (issue 10): telemetry, request records, health
+        # -- production hooks: telemetry, request records, health
         self.telemetry: Telemetry | None = None
         engine_store = store
         if telemetry or tracer_provider is not None or meter_provider is not None:
@@ -256,7 +257,6 @@ class ChatKitApp:
         )
         self.health = health
         self.health_timeout = health_timeout
-        # -- end production hooks
         self.engine = Engine(
             responder,
             engine_store,
@@ -272,12 +272,12 @@ class ChatKitApp:
         self.heartbeat_interval = heartbeat_interval
         self.buffer_size = buffer_size
         self.disconnect = disconnect
-        # Attachment routes (issue 4): dispatched in `_handle`, implemented in uploads.py.
+        # Attachment routes: dispatched in `_handle`, implemented in uploads.py.
         self.uploads = UploadRoutes(self) if attachment_store is not None and upload_route else None
         self.public_base_url = public_base_url.rstrip("/") if public_base_url else None
-        # Playground page (issue 9): dispatched in `_handle`, implemented in playground/.
+        # Playground page: dispatched in `_handle`, implemented in playground/.
         self.playground = PlaygroundRoutes() if playground else None
-        # Graceful shutdown (issue 7): requests in flight, ended cleanly when cancelled.
+        # Graceful shutdown: requests in flight, ended cleanly when cancelled.
         self.requests = RequestTracker()
         _configure_logging()
 
@@ -289,7 +289,7 @@ class ChatKitApp:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1003})
             return
-        # -- production hooks (issue 10): the health route; a record when anyone listens
+        # -- production hooks: the health route; a record when anyone listens
         if (
             self.health
             and scope["method"] in ("GET", "HEAD")
@@ -298,11 +298,16 @@ class ChatKitApp:
             await self._send_health(scope, send)
             return
         record = self.observer.begin(scope)
-        # -- end production hooks
         async with self.requests.track(send) as send:
             try:
-                # Stores build absolute attachment URLs from this (issue 4).
-                with base_url_scope(self.public_base_url or request_base_url(scope)):
+                # Attachment stores build absolute URLs from this; without one there
+                # is nothing to build, so the URL is not worked out per request.
+                base_url = (
+                    base_url_scope(self.public_base_url or request_base_url(scope))
+                    if self.engine.attachment_store is not None
+                    else contextlib.nullcontext()
+                )
+                with base_url:
                     await self._handle(scope, receive, send, record)
             except ChatKitError as exc:
                 if record is not None:
@@ -363,11 +368,10 @@ class ChatKitApp:
         self, scope: Scope, receive: Receive, send: Send, record: RequestRecord | None = None
     ) -> None:
         route = _route_path(scope).rstrip("/")
-        # -- playground (issue 9): GET {mount}/ and {mount}/playground/..., before the POST check
+        # -- playground: GET {mount}/ and {mount}/playground/..., before the POST check
         if self.playground is not None and self.playground.matches(route, scope["method"]):
             await self.playground.handle(route, scope, send)
             return
-        # -- end playground
         if (
             route
             and self.uploads is not None

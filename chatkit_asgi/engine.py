@@ -139,11 +139,10 @@ class StreamPlan:
         self._body = body
         self.allow_cancel = allow_cancel
         self._lease = lease
-        # -- production hooks (issue 10)
+        # -- production hooks
         self.run_id = run_id or new_run_id()
         self.thread_id = thread_id
         self.refusal = refusal
-        # -- end production hooks
 
     async def run(self, emit: Emit) -> None:
         """Perform the request, passing every client-visible event to `emit`."""
@@ -264,7 +263,7 @@ class Engine:
         self.turn_wait = turn_wait
         self.cleanup_timeout = cleanup_timeout
         self.checkpoint_interval = checkpoint_interval
-        self.admission = admission  # issue 10: asked before every turn and JSON request
+        self.admission = admission  # asked before every turn and JSON request
         self._locks = _TurnLocks()
 
     # -- parsing -----------------------------------------------------------------
@@ -339,12 +338,12 @@ class Engine:
                         await self._admit(request.type, context, thread)
                     return JSONResult(await self._answer(request, context, http_request, thread))
         except _Refused as refused:
-            # -- admission refusals (issue 10): an event on streams, 429 otherwise
+            # -- admission refusals: an event on streams, 429 otherwise
             if not is_streaming_req(request):
                 raise refused.refusal.error() from None
             return _refusal_plan(refused.refusal, refused.thread)
 
-    # -- admission (issue 10) -------------------------------------------------------------
+    # -- admission -------------------------------------------------------------
 
     async def _admit(self, request_type: str, context: Any, thread: ThreadMetadata | None) -> None:
         """Ask the admission hook; a refusal stops `prepare` before the turn is taken."""
@@ -366,8 +365,6 @@ class Engine:
         if preloaded is not None and preloaded.id == thread_id:
             return preloaded
         return await self._load_thread(thread_id, context)
-
-    # -- end admission
 
     # -- non-streaming requests ---------------------------------------------------------
 
@@ -480,7 +477,7 @@ class Engine:
         thread = ThreadMetadata(id=self.store.generate_thread_id(context), created_at=Turn.now())
         attachments = await self._load_attachments(request.params.input, context)
         turn = self._turn(thread, None, context, http_request, request.type)
-        await self._admit(request.type, context, None)  # issue 10
+        await self._admit(request.type, context, None)
         lease = await self._acquire(thread.id, context)
 
         async def body(emit: Emit, options: StreamOptions) -> None:
@@ -497,7 +494,7 @@ class Engine:
         thread = await self._load_thread(request.params.thread_id, context)
         attachments = await self._load_attachments(request.params.input, context)
         turn = self._turn(thread, None, context, http_request, request.type)
-        await self._admit(request.type, context, thread)  # issue 10
+        await self._admit(request.type, context, thread)
         lease = await self._acquire(thread.id, context)
 
         async def body(emit: Emit, options: StreamOptions) -> None:
@@ -511,7 +508,7 @@ class Engine:
     ) -> StreamPlan:
         thread = await self._load_thread(request.params.thread_id, context)
         turn = self._turn(thread, None, context, http_request, request.type)
-        await self._admit(request.type, context, thread)  # issue 10
+        await self._admit(request.type, context, thread)
         lease = await self._acquire(thread.id, context)
         async with _released_on_error(lease):
             recent = await self._visible_items(thread.id, None, 1, "desc", context)
@@ -544,7 +541,7 @@ class Engine:
         params = request.params
         thread = await self._load_thread(params.thread_id, context)
         turn = self._turn(thread, None, context, http_request, request.type)
-        await self._admit(request.type, context, thread)  # issue 10
+        await self._admit(request.type, context, thread)
         lease = await self._acquire(thread.id, context)
         async with _released_on_error(lease):
             item = await self._load_item(thread.id, params.item_id, context)
@@ -577,7 +574,7 @@ class Engine:
     ) -> StreamPlan:
         params = request.params
         thread = await self._load_thread(params.thread_id, context)
-        await self._admit(request.type, context, thread)  # issue 10
+        await self._admit(request.type, context, thread)
         lease = await self._acquire(thread.id, context)
         async with _released_on_error(lease):
             item = await self._load_item(thread.id, params.item_id, context)
@@ -609,7 +606,7 @@ class Engine:
 
             return StreamPlan(refuse, allow_cancel=True)
         turn.action, turn.sender = params.action, sender
-        await self._admit(request.type, context, thread)  # issue 10
+        await self._admit(request.type, context, thread)
         lease = await self._acquire(thread.id, context)
 
         async def body(emit: Emit, options: StreamOptions) -> None:
@@ -649,7 +646,7 @@ class Engine:
         emit: Emit,
     ) -> None:
         thread = turn.thread
-        # URLs renewed by the attachment store if they expired meanwhile (issue 4).
+        # URLs renewed by the attachment store if they expired meanwhile.
         bound = [
             (await self._fresh_attachment(a, turn.context)).model_copy(
                 update={"thread_id": thread.id}
@@ -765,7 +762,7 @@ class Engine:
     async def _load_attachments(self, message: UserMessageInput, context: Any) -> list[Attachment]:
         return [await self._load_attachment(a, context) for a in message.attachments]
 
-    # -- attachment lifecycle (issue 4) -------------------------------------------------
+    # -- attachment lifecycle -------------------------------------------------
 
     async def _refresh_attachment_urls(self, page: Page[ThreadItem], context: Any) -> None:
         """Renew expired attachment URLs (image previews) in items about to be sent.
@@ -962,7 +959,7 @@ class _Refused(Exception):
 
 
 def _refusal_plan(refusal: Refusal, thread: ThreadMetadata | None) -> StreamPlan:
-    """A reply that only says no (issue 10): the refusal's event, nothing stored."""
+    """A reply that only says no: the refusal's event, nothing stored."""
     event = refusal.event()
 
     async def run(emit: Emit) -> None:

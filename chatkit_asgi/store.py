@@ -117,15 +117,13 @@ class Store(ABC, Generic[TContext]):
     async def aclose(self) -> None:
         """Release connections and files; the app calls this on shutdown."""
 
-    # -- health (issue 10) ---------------------------------------------------------------
+    # -- health ---------------------------------------------------------------
     async def ping(self) -> None:
         """Raise if the backend cannot be reached; `GET {mount}/healthz` calls this.
 
         Keep it cheap (one round trip, no tenant data). The default does nothing:
         a store that cannot tell is taken to be up.
         """
-
-    # -- end health
 
     @abstractmethod
     async def load_thread(self, thread_id: str, context: TContext) -> ThreadMetadata:
@@ -236,15 +234,13 @@ class AttachmentStore(ABC, Generic[TContext]):
     async def delete_attachment(self, attachment_id: str, context: TContext) -> None:
         """Delete the attachment's bytes."""
 
-    # -- health (issue 10) ---------------------------------------------------------------
+    # -- health ---------------------------------------------------------------
     async def ping(self) -> None:
         """Raise if the storage cannot be reached; `GET {mount}/healthz` calls this.
 
         Keep it cheap. The default does nothing: a store that cannot tell is taken
         to be up.
         """
-
-    # -- end health
 
     async def create_attachment(
         self, input: AttachmentCreateParams, context: TContext

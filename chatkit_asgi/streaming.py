@@ -119,7 +119,7 @@ async def stream_reply(
     """Run `plan` and write its events to an ASGI `send` as one streaming response.
 
     With `stats`, the reply's events, bytes and first event time are counted
-    there, and whether the client left and the reply was cancelled (issue 10).
+    there, and whether the client left and the reply was cancelled.
     """
     frames_in, frames_out = anyio.create_memory_object_stream[bytes](max(buffer_size, 0))
     producer_scope = anyio.CancelScope()
@@ -141,7 +141,7 @@ async def stream_reply(
     async def emit(event: ThreadStreamEvent) -> None:
         await put(framing.frame(event))
 
-    # -- issue 10: a counting `emit`, chosen once per reply (nothing per event when off)
+    # A counting `emit`, chosen once per reply (nothing per event when off)
     async def emit_counted(event: ThreadStreamEvent) -> None:
         frame = framing.frame(event)
         assert stats is not None
@@ -154,8 +154,6 @@ async def stream_reply(
         if stats is not None:
             stats.client_gone = client_gone.is_set()
             stats.cancelled = producer_scope.cancelled_caught
-
-    # -- end issue 10
 
     async def produce() -> None:
         async with frames_in:

@@ -68,7 +68,7 @@ class Turn(Generic[TContext]):
     """The app's attachment store, if it has one (see `read_attachment`)."""
     run_id: str = field(default_factory=new_run_id)
     """This reply's id: the `X-ChatKit-Run-Id` header of its response, and the
-    `run_id` of its log records and spans (issue 10)."""
+    `run_id` of its log records and spans."""
     _history: list[ThreadItem] | None = field(default=None, repr=False)
 
     def new_id(self, kind: StoreItemType) -> str:

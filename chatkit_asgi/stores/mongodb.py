@@ -256,13 +256,11 @@ class MongoStore(Store[TContext]):
         if client is not None:
             await _maybe_await(client.close())
 
-    # -- health (issue 10) ------------------------------------------------------------
+    # -- health ------------------------------------------------------------
     @_outages
     async def ping(self) -> None:
         """One round trip to the server (the app's `GET {mount}/healthz`)."""
         await self.database.command("ping")
-
-    # -- end health
 
     # -- setup ---------------------------------------------------------------------
 
