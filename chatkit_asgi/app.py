@@ -199,8 +199,9 @@ class ChatKitApp:
         admission: awaited before every turn and every non-streaming request; it
             may refuse (see `chatkit_asgi.admission`, e.g. `TokenBucketLimiter`).
         telemetry: OpenTelemetry spans and metrics (extra `otel`, see
-            `chatkit_asgi.telemetry`), with the global providers unless
-            `tracer_provider` / `meter_provider` are given (which turn it on too).
+            `chatkit_asgi.telemetry`): True for the global providers, unless
+            `tracer_provider` / `meter_provider` are given (which turn it on too),
+            or a `chatkit_asgi.telemetry.Telemetry` for more settings.
         tenant: the tenant key of a request context, hashed into log records
             and spans (`tenant_hash`) so one tenant's requests can be found.
         log_content: put message text in the log records (off: never logged).
@@ -229,7 +230,7 @@ class ChatKitApp:
         public_base_url: str | None = None,
         playground: bool = False,
         admission: Admission | None = None,
-        telemetry: bool = False,
+        telemetry: bool | Telemetry = False,
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
         tenant: Callable[[Any], str | None] | None = None,
@@ -245,12 +246,17 @@ class ChatKitApp:
         # -- production hooks: telemetry, request records, health
         self.telemetry: Telemetry | None = None
         engine_store = store
-        if telemetry or tracer_provider is not None or meter_provider is not None:
+        if telemetry is not False and telemetry is not True:
+            if tracer_provider is not None or meter_provider is not None:
+                raise TypeError("give the providers to Telemetry(...), not to ChatKitApp too")
+            self.telemetry = telemetry
+        elif telemetry or tracer_provider is not None or meter_provider is not None:
             from .telemetry import Telemetry  # imported only when on: OpenTelemetry is optional
 
             self.telemetry = Telemetry(
                 tracer_provider=tracer_provider, meter_provider=meter_provider
             )
+        if self.telemetry is not None:
             engine_store = self.telemetry.wrap_store(store)
         self.observer = RequestObserver(
             tenant=tenant, log_content=log_content, telemetry=self.telemetry

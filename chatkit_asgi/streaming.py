@@ -141,14 +141,16 @@ async def stream_reply(
     async def emit(event: ThreadStreamEvent) -> None:
         await put(framing.frame(event))
 
-    # A counting `emit`, chosen once per reply (nothing per event when off)
-    async def emit_counted(event: ThreadStreamEvent) -> None:
-        frame = framing.frame(event)
+    # An observed `emit`, chosen once per reply (nothing per event when off). It runs
+    # for every token of every answer, so it looks at events only until the first one
+    # from the responder, and for errors; events and bytes are counted per batch.
+    async def emit_observed(event: ThreadStreamEvent) -> None:
         assert stats is not None
-        stats.saw(event, len(frame))
-        await put(frame)
+        if stats.watching or type(event) is ErrorEvent:
+            stats.inspect(event)
+        await put(framing.frame(event))
 
-    send_event = emit if stats is None else emit_counted
+    send_event = emit if stats is None else emit_observed
 
     def settle_stats() -> None:
         if stats is not None:
@@ -184,6 +186,8 @@ async def stream_reply(
     async def write(body: bytes, more: bool) -> None:
         if client_gone.is_set():
             return
+        if stats is not None:
+            stats.bytes += len(body)
         try:
             await send({"type": "http.response.body", "body": body, "more_body": more})
         except OSError:
@@ -220,6 +224,8 @@ async def stream_reply(
                 batch = await _next_batch(frames_out, framing, heartbeat_interval)
                 if batch is None:
                     break
+                if stats is not None:
+                    stats.events += len(batch)
                 if not batch:
                     if framing.heartbeat is not None:
                         await write(framing.heartbeat, True)

@@ -1,8 +1,8 @@
 """OpenTelemetry traces and metrics (extra `chatkit-asgi[otel]`).
 
-Turned on with `ChatKitApp(telemetry=True)` (global providers) or by passing
-`tracer_provider=` / `meter_provider=`. This module is imported only then: an
-app without telemetry never imports OpenTelemetry.
+Turned on with `ChatKitApp(telemetry=True)` (global providers), by passing
+`tracer_provider=` / `meter_provider=`, or with `telemetry=Telemetry(...)`. This
+module is imported only then: an app without telemetry never imports OpenTelemetry.
 
 Spans (all `INTERNAL`, children of whatever span is current, so behind
 OpenTelemetry's ASGI middleware — `opentelemetry-instrumentation-asgi`, also
@@ -17,8 +17,12 @@ to that middleware rather than duplicating them):
   request's attributes plus `chatkit.events`, `chatkit.bytes`,
   `chatkit.time_to_first_event` (s), `chatkit.disconnect.policy`,
   `chatkit.client.disconnected`.
-- `chatkit.store.<method>`: one per store call, with `chatkit.store.system`
-  (the store's class) and `db.operation.name`.
+- `chatkit.store.<method>`: one per store call made under a recorded span (a
+  sampled-out request makes none), with `chatkit.store.system` (the store's
+  class) and `db.operation.name`; `Telemetry(store_spans=False)` turns them off.
+
+A span that records nothing (no SDK, or sampled out) is not made current and
+gets no attributes: without an SDK, telemetry costs a few no-op calls per request.
 
 Metrics (meter `chatkit_asgi`):
 
@@ -33,7 +37,7 @@ Metrics (meter `chatkit_asgi`):
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import context as otel_context
@@ -59,7 +63,7 @@ def _version() -> str:
 
 
 class _SpanScope:
-    """A started span made current, and the token to make it not current again."""
+    """A started, recording span made current, and the token to make it not current again."""
 
     __slots__ = ("span", "token")
 
@@ -72,12 +76,26 @@ class _SpanScope:
         otel_context.detach(self.token)
 
 
+def _recording(span: Span) -> _SpanScope | None:
+    # A span that records nothing (no SDK, or sampled out) is dropped at once rather
+    # than made current: its children would record nothing either, and attaching
+    # costs more than such a span. Store spans look at the current span to know.
+    return _SpanScope(span) if span.is_recording() else None
+
+
 class Telemetry:
     """The app's tracer, meter and instruments.
+
+    Pass one as `ChatKitApp(telemetry=Telemetry(...))` to set what
+    `telemetry=True` leaves at its defaults.
 
     Args:
         tracer_provider: where spans go; the global provider by default.
         meter_provider: where metrics go; the global provider by default.
+        store_spans: a `chatkit.store.*` span per store call. With the SDK each
+            span costs about as much as a call to a fast store (docs/production.md,
+            "Keeping spans cheap"); turn them off to keep only the request and
+            turn spans.
     """
 
     def __init__(
@@ -85,7 +103,10 @@ class Telemetry:
         *,
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
+        store_spans: bool = True,
     ) -> None:
+        self.store_spans = store_spans
+        self._type_attributes: dict[str, dict[str, str]] = {}
         version = _version()
         self.tracer = trace.get_tracer(_SCOPE, version, tracer_provider=tracer_provider)
         meter = metrics.get_meter(_SCOPE, version, meter_provider=meter_provider)
@@ -112,21 +133,21 @@ class Telemetry:
     # -- the store ------------------------------------------------------------------
 
     def wrap_store(self, store: Store[Any]) -> Store[Any]:
-        """`store` with a span around each call."""
-        return TracedStore(store, self.tracer)
+        """`store` with a span around each call (`store` itself without `store_spans`)."""
+        return TracedStore(store, self.tracer) if self.store_spans else store
 
     # -- requests and turns (called by observability.RequestRecord) ------------------
 
-    def start_request(self) -> _SpanScope:
-        """Open the request span (current until `finish_request`)."""
-        return _SpanScope(self.tracer.start_span("chatkit.request", kind=SpanKind.INTERNAL))
+    def start_request(self) -> _SpanScope | None:
+        """Open the request span (current until `finish_request`); None if it records nothing."""
+        return _recording(self.tracer.start_span("chatkit.request"))
 
     def finish_request(
-        self, scope: _SpanScope, record: RequestRecord, outcome: str, duration: float
+        self, scope: _SpanScope | None, record: RequestRecord, outcome: str, duration: float
     ) -> None:
         """Close the request span with what is known about the request."""
-        span = scope.span
-        if span.is_recording():
+        if scope is not None:
+            span = scope.span
             attributes = _common(record)
             attributes["chatkit.outcome"] = outcome
             if record.status is not None:
@@ -134,25 +155,24 @@ class Telemetry:
             span.set_attributes(attributes)
             if record.status is not None and record.status >= 500:
                 span.set_status(Status(StatusCode.ERROR, record.error_code))
+            scope.close()
         if record.stats is None and record.error_code is not None:
             # Streaming requests count their errors with the turn.
             self.errors.add(1, _error_attributes(record, record.error_code))
-        scope.close()
 
-    def start_turn(self, record: RequestRecord) -> _SpanScope:
+    def start_turn(self, record: RequestRecord) -> _SpanScope | None:
         """Open the turn span, a child of the request span, and count the stream."""
-        self.active_streams.add(1, {"chatkit.request.type": record.request_type or ""})
-        return _SpanScope(self.tracer.start_span("chatkit.turn", kind=SpanKind.INTERNAL))
+        self.active_streams.add(1, self._by_type(record.request_type))
+        return _recording(self.tracer.start_span("chatkit.turn"))
 
-    def finish_turn(self, scope: _SpanScope, record: RequestRecord, duration: float) -> None:
+    def finish_turn(self, scope: _SpanScope | None, record: RequestRecord, duration: float) -> None:
         """Close the turn span and record the turn's metrics."""
         stats = record.stats
         assert stats is not None
-        request_type = record.request_type or ""
         outcome = record.turn_outcome or ""
         ttfe = stats.time_to_first_event
-        span = scope.span
-        if span.is_recording():
+        if scope is not None:
+            span = scope.span
             attributes = _common(record)
             attributes.update(
                 {
@@ -168,14 +188,26 @@ class Telemetry:
             span.set_attributes(attributes)
             if outcome == "error":
                 span.set_status(Status(StatusCode.ERROR, record.error_code))
-        self.active_streams.add(-1, {"chatkit.request.type": request_type})
-        self.turns.add(1, {"chatkit.request.type": request_type, "chatkit.outcome": outcome})
-        self.events_per_turn.record(stats.events, {"chatkit.request.type": request_type})
+            scope.close()
+        by_type = self._by_type(record.request_type)
+        self.active_streams.add(-1, by_type)
+        self.turns.add(
+            1, {"chatkit.request.type": by_type["chatkit.request.type"], "chatkit.outcome": outcome}
+        )
+        self.events_per_turn.record(stats.events, by_type)
         if ttfe is not None:
-            self.time_to_first_event.record(ttfe, {"chatkit.request.type": request_type})
+            self.time_to_first_event.record(ttfe, by_type)
         if record.error_code is not None:
             self.errors.add(1, _error_attributes(record, record.error_code))
-        scope.close()
+
+    def _by_type(self, request_type: str | None) -> dict[str, str]:
+        """The metric attributes `{"chatkit.request.type": ...}`, made once per type."""
+        key = request_type or ""
+        attributes = self._type_attributes.get(key)
+        if attributes is None:
+            # Request types are validated before they get here: a handful of keys.
+            attributes = self._type_attributes[key] = {"chatkit.request.type": key}
+        return attributes
 
 
 def _common(record: RequestRecord) -> dict[str, Any]:
@@ -215,24 +247,27 @@ class TracedStore(Store[Any]):
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def _call(self, operation: str, call: Callable[[], Awaitable[R]]) -> R:
-        # By hand rather than `start_as_current_span`: its context managers cost more
-        # than many store calls (see bench/hooks_overhead.py).
+    def _call(self, operation: str, call: Coroutine[Any, Any, R]) -> Coroutine[Any, Any, R]:
+        # Plain methods handing back a coroutine, so an untraced call costs one check
+        # and no extra coroutine: store spans are children of a recorded request, and
+        # without one (no SDK, sampled out) a span would record nothing.
+        if not trace.get_current_span().is_recording():
+            return call
+        return self._traced(operation, call)
+
+    async def _traced(self, operation: str, call: Coroutine[Any, Any, R]) -> R:
         attributes = self._attributes.get(operation)
         if attributes is None:
             attributes = {"chatkit.store.system": self._system, "db.operation.name": operation}
             self._attributes[operation] = attributes
+        # By hand rather than `start_as_current_span`: its context managers cost more
+        # than many store calls (see bench/hooks_overhead.py).
         span = self._tracer.start_span(
             f"chatkit.store.{operation}", kind=SpanKind.INTERNAL, attributes=attributes
         )
-        if not span.is_recording():  # sampled out or no SDK: nothing to make current
-            try:
-                return await call()
-            finally:
-                span.end()
         token = otel_context.attach(trace.set_span_in_context(span))
         try:
-            return await call()
+            return await call
         except NotFoundError:
             span.set_attribute("chatkit.store.not_found", True)
             raise
@@ -266,82 +301,82 @@ class TracedStore(Store[Any]):
 
     # -- traced calls ---------------------------------------------------------------
 
-    async def load_thread(self, thread_id: str, context: Any) -> ThreadMetadata:
+    def load_thread(self, thread_id: str, context: Any) -> Coroutine[Any, Any, ThreadMetadata]:
         """Traced `load_thread`."""
-        return await self._call("load_thread", lambda: self.inner.load_thread(thread_id, context))
+        return self._call("load_thread", self.inner.load_thread(thread_id, context))
 
-    async def save_thread(self, thread: ThreadMetadata, context: Any) -> None:
+    def save_thread(self, thread: ThreadMetadata, context: Any) -> Coroutine[Any, Any, None]:
         """Traced `save_thread`."""
-        await self._call("save_thread", lambda: self.inner.save_thread(thread, context))
+        return self._call("save_thread", self.inner.save_thread(thread, context))
 
-    async def load_thread_items(
+    def load_thread_items(
         self, thread_id: str, after: str | None, limit: int, order: str, context: Any
-    ) -> Page[ThreadItem]:
+    ) -> Coroutine[Any, Any, Page[ThreadItem]]:
         """Traced `load_thread_items`."""
-        return await self._call(
+        return self._call(
             "load_thread_items",
-            lambda: self.inner.load_thread_items(thread_id, after, limit, order, context),
+            self.inner.load_thread_items(thread_id, after, limit, order, context),
         )
 
-    async def save_attachment(self, attachment: Attachment, context: Any) -> None:
+    def save_attachment(self, attachment: Attachment, context: Any) -> Coroutine[Any, Any, None]:
         """Traced `save_attachment`."""
-        await self._call("save_attachment", lambda: self.inner.save_attachment(attachment, context))
+        return self._call("save_attachment", self.inner.save_attachment(attachment, context))
 
-    async def load_attachment(self, attachment_id: str, context: Any) -> Attachment:
+    def load_attachment(self, attachment_id: str, context: Any) -> Coroutine[Any, Any, Attachment]:
         """Traced `load_attachment`."""
-        return await self._call(
-            "load_attachment", lambda: self.inner.load_attachment(attachment_id, context)
-        )
+        return self._call("load_attachment", self.inner.load_attachment(attachment_id, context))
 
-    async def delete_attachment(self, attachment_id: str, context: Any) -> None:
+    def delete_attachment(self, attachment_id: str, context: Any) -> Coroutine[Any, Any, None]:
         """Traced `delete_attachment`."""
-        await self._call(
-            "delete_attachment", lambda: self.inner.delete_attachment(attachment_id, context)
-        )
+        return self._call("delete_attachment", self.inner.delete_attachment(attachment_id, context))
 
-    async def load_threads(
+    def load_threads(
         self, limit: int, after: str | None, order: str, context: Any
-    ) -> Page[ThreadMetadata]:
+    ) -> Coroutine[Any, Any, Page[ThreadMetadata]]:
         """Traced `load_threads`."""
-        return await self._call(
-            "load_threads", lambda: self.inner.load_threads(limit, after, order, context)
-        )
+        return self._call("load_threads", self.inner.load_threads(limit, after, order, context))
 
-    async def add_thread_item(self, thread_id: str, item: ThreadItem, context: Any) -> None:
+    def add_thread_item(
+        self, thread_id: str, item: ThreadItem, context: Any
+    ) -> Coroutine[Any, Any, None]:
         """Traced `add_thread_item`."""
-        await self._call(
-            "add_thread_item", lambda: self.inner.add_thread_item(thread_id, item, context)
-        )
+        return self._call("add_thread_item", self.inner.add_thread_item(thread_id, item, context))
 
-    async def save_item(self, thread_id: str, item: ThreadItem, context: Any) -> None:
+    def save_item(
+        self, thread_id: str, item: ThreadItem, context: Any
+    ) -> Coroutine[Any, Any, None]:
         """Traced `save_item`."""
-        await self._call("save_item", lambda: self.inner.save_item(thread_id, item, context))
+        return self._call("save_item", self.inner.save_item(thread_id, item, context))
 
-    async def load_item(self, thread_id: str, item_id: str, context: Any) -> ThreadItem:
+    def load_item(
+        self, thread_id: str, item_id: str, context: Any
+    ) -> Coroutine[Any, Any, ThreadItem]:
         """Traced `load_item`."""
-        return await self._call(
-            "load_item", lambda: self.inner.load_item(thread_id, item_id, context)
-        )
+        return self._call("load_item", self.inner.load_item(thread_id, item_id, context))
 
-    async def delete_thread(self, thread_id: str, context: Any) -> None:
+    def delete_thread(self, thread_id: str, context: Any) -> Coroutine[Any, Any, None]:
         """Traced `delete_thread`."""
-        await self._call("delete_thread", lambda: self.inner.delete_thread(thread_id, context))
+        return self._call("delete_thread", self.inner.delete_thread(thread_id, context))
 
-    async def delete_thread_item(self, thread_id: str, item_id: str, context: Any) -> None:
+    def delete_thread_item(
+        self, thread_id: str, item_id: str, context: Any
+    ) -> Coroutine[Any, Any, None]:
         """Traced `delete_thread_item`."""
-        await self._call(
-            "delete_thread_item", lambda: self.inner.delete_thread_item(thread_id, item_id, context)
+        return self._call(
+            "delete_thread_item", self.inner.delete_thread_item(thread_id, item_id, context)
         )
 
-    async def acquire_turn(self, thread_id: str, context: Any, wait: float) -> TurnLease | None:
+    def acquire_turn(
+        self, thread_id: str, context: Any, wait: float
+    ) -> Coroutine[Any, Any, TurnLease | None]:
         """Traced `acquire_turn`."""
-        return await self._call(
-            "acquire_turn", lambda: self.inner.acquire_turn(thread_id, context, wait)
-        )
+        return self._call("acquire_turn", self.inner.acquire_turn(thread_id, context, wait))
 
-    async def delete_thread_items_after(self, thread_id: str, item_id: str, context: Any) -> None:
+    def delete_thread_items_after(
+        self, thread_id: str, item_id: str, context: Any
+    ) -> Coroutine[Any, Any, None]:
         """Traced `delete_thread_items_after`."""
-        await self._call(
+        return self._call(
             "delete_thread_items_after",
-            lambda: self.inner.delete_thread_items_after(thread_id, item_id, context),
+            self.inner.delete_thread_items_after(thread_id, item_id, context),
         )

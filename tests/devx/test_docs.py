@@ -317,6 +317,14 @@ async def test_deployment(in_tmp: Path) -> None:
     await close_all(page)
 
 
+async def test_production(in_tmp: Path) -> None:
+    page = await run_page("production.md")  # runs test_production_hooks
+    refusal = await page["admit"]({"plan": "suspended"}, "threads.create", None)
+    assert refusal.code == "suspended"
+    assert await page["admit"]({"plan": "pro"}, "threads.create", None) is None
+    await close_all(page)
+
+
 @pytest.mark.uvicorn
 async def test_cli_sample_served_by_the_cli(
     start_cli: Callable[..., CLIServer], tmp_path: Path

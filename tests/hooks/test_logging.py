@@ -18,7 +18,7 @@ from chatkit_asgi import ChatKitApp, Refusal, Turn
 from chatkit_asgi.observability import tenant_hash
 from chatkit_asgi.stores import MemoryStore
 from chatkit_asgi.testing import ChatKitTestClient, parse_sse, user_input
-from chatkit_asgi.types import ThreadMetadata
+from chatkit_asgi.types import ErrorEvent, ThreadMetadata
 
 from .conftest import World, assistant, by_user
 
@@ -171,6 +171,98 @@ async def test_turn_outcomes_error_and_refused(
     assert (failed["outcome"], failed["error_code"]) == ("error", "stream.error")
     assert (refused["outcome"], refused["error_code"]) == ("refused", "rate_limited")
     assert refused["time_to_first_event_ms"] is None
+
+
+@pytest.mark.parametrize("how", ["raises", "yields an error event"])
+async def test_an_error_after_the_answer_began_is_the_turns_outcome(
+    world: World, logs: pytest.LogCaptureFixture, how: str
+) -> None:
+    # Events are looked at closely only until the responder's first one; errors always.
+    class FailingLate:
+        async def respond(self, turn: Turn[Any]) -> Any:
+            yield assistant(turn, "a first answer")
+            yield assistant(turn, "a second answer")
+            if how == "raises":
+                raise RuntimeError("boom")
+            yield ErrorEvent(code="custom", message="the model went away")
+
+    world.responder = FailingLate()  # type: ignore[assignment]
+    async with ChatKitTestClient(world.app()) as client:
+        response = await client.post(
+            {"type": "threads.create", "params": {"input": user_input("hello")}}
+        )
+
+    [turn] = records(logs, "turn")
+    code = "stream.error" if how == "raises" else "custom"
+    assert (fields(turn)["outcome"], fields(turn)["error_code"]) == ("error", code)
+    assert parse_sse(response.content)[-1]["type"] == "error"
+
+
+@pytest.mark.parametrize(
+    ("accept", "count"),
+    [
+        ("application/x-ndjson", lambda body: len(body.splitlines())),
+        ("application/json", lambda body: len(json.loads(body))),
+    ],
+)
+async def test_events_and_bytes_are_counted_in_every_framing(
+    world: World, logs: pytest.LogCaptureFixture, accept: str, count: Any
+) -> None:
+    async with ChatKitTestClient(world.app()) as client:
+        response = await client.post(
+            {"type": "threads.create", "params": {"input": user_input("hello")}},
+            headers={"accept": accept},
+        )
+
+    assert response.headers["content-type"].startswith(accept)
+    [turn] = records(logs, "turn")
+    assert fields(turn)["events"] == count(response.content) > 3
+    assert fields(turn)["bytes"] == len(response.content)
+
+
+async def test_records_come_from_the_record_factory(
+    world: World, logs: pytest.LogCaptureFixture
+) -> None:
+    # What a factory adds (OpenTelemetry's logging instrumentation adds trace ids this
+    # way) is on the library's records too.
+    default = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = default(*args, **kwargs)
+        record.trace_marker = "from the factory"
+        return record
+
+    logging.setLogRecordFactory(factory)
+    try:
+        async with ChatKitTestClient(world.app()) as client:
+            await client.create_thread("hello")
+    finally:
+        logging.setLogRecordFactory(default)
+
+    mine = records(logs, "request") + records(logs, "turn")
+    assert len(mine) == 2
+    for record in mine:
+        assert vars(record)["trace_marker"] == "from the factory"
+        assert record.pathname.endswith("observability.py")
+        assert record.getMessage().startswith(("request threads.create", "turn "))
+
+
+async def test_a_failed_request_is_logged_at_warning_when_info_is_off(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken(MemoryStore[Any]):
+        async def load_threads(self, *args: Any) -> Any:
+            raise RuntimeError("a bug in the store")
+
+    caplog.set_level(logging.WARNING, logger="chatkit_asgi")
+    app = ChatKitApp(world.responder, store=Broken(), telemetry=True)  # telemetry: a record
+    async with ChatKitTestClient(app) as client:
+        response = await client.post({"type": "threads.list", "params": {}})
+
+    assert response.status_code == 500
+    [request] = records(caplog, "request")
+    assert request.levelno == logging.WARNING
+    assert (fields(request)["status"], fields(request)["error_code"]) == (500, "internal_error")
 
 
 class ScriptedClient:

@@ -13,7 +13,11 @@ from typing import Any
 
 import anyio
 import httpx
+import pytest
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import SpanKind, StatusCode
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -21,7 +25,7 @@ from starlette.routing import Mount
 from chatkit_asgi import ChatKitApp, Refusal, StreamError, Turn
 from chatkit_asgi.observability import tenant_hash
 from chatkit_asgi.stores import MemoryStore
-from chatkit_asgi.telemetry import TracedStore
+from chatkit_asgi.telemetry import Telemetry, TracedStore
 from chatkit_asgi.testing import ChatKitTestClient, parse_sse, user_input
 from chatkit_asgi.types import ThreadMetadata
 
@@ -300,3 +304,57 @@ async def test_the_http_middleware_alone_does_not_need_chatkit_telemetry(
     assert response.status_code == 200
     assert otel.spans("chatkit.request") == []
     assert any(s.kind == SpanKind.SERVER for s in otel.spans())
+
+
+async def test_store_spans_can_be_turned_off(world: World, otel: Otel) -> None:
+    telemetry = Telemetry(
+        tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider, store_spans=False
+    )
+    app = world.app(telemetry=telemetry, tenant=by_user)
+    async with ChatKitTestClient(app) as client:
+        response = await client.post(CREATE)
+
+    assert app.telemetry is telemetry
+    assert app.engine.store is world.store  # no proxy in the way
+    assert sorted(span.name for span in otel.spans()) == ["chatkit.request", "chatkit.turn"]
+    turn = otel.span("chatkit.turn")
+    assert turn.attributes is not None
+    assert turn.attributes["chatkit.events"] == len(parse_sse(response.content))
+    assert otel.point("chatkit.turns", chatkit__outcome="completed").value == 1
+
+
+class _NotRequests(Sampler):
+    """Samples out the `chatkit.request` span and records every other."""
+
+    def should_sample(
+        self, parent_context: Any, trace_id: int, name: str, *args: Any, **kw: Any
+    ) -> SamplingResult:
+        decision = Decision.DROP if name == "chatkit.request" else Decision.RECORD_AND_SAMPLE
+        return SamplingResult(decision)
+
+    def get_description(self) -> str:
+        return "not chatkit.request"
+
+
+async def test_a_request_that_records_nothing_makes_no_store_spans(
+    world: World, otel: Otel
+) -> None:
+    # Store spans are children of a recorded span: under a sampled-out request span
+    # they would be orphans, so none is made (and none costs anything).
+    provider = TracerProvider(sampler=_NotRequests())
+    provider.add_span_processor(SimpleSpanProcessor(otel.exporter))
+    app = world.app(tracer_provider=provider, meter_provider=otel.meter_provider)
+    async with ChatKitTestClient(app) as client:
+        thread_id = (await client.create_thread("hello"))[0].thread.id  # type: ignore[union-attr]
+        otel.exporter.clear()
+        response = await client.post(
+            {"type": "threads.get_by_id", "params": {"thread_id": thread_id}}
+        )
+
+    assert response.status_code == 200
+    assert otel.spans() == []
+
+
+def test_providers_go_to_telemetry_or_to_the_app_not_both(world: World, otel: Otel) -> None:
+    with pytest.raises(TypeError, match="Telemetry"):
+        world.app(telemetry=Telemetry(), tracer_provider=otel.tracer_provider)
