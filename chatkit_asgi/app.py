@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 from starlette.exceptions import HTTPException
@@ -30,7 +30,7 @@ from .playground import PlaygroundRoutes
 from .responder import ResponderLike
 from .shutdown import RequestTracker
 from .store import AttachmentStore, Store, StoreUnavailableError
-from .streaming import JSON_ARRAY, NDJSON, SSE, Framing, stream_reply
+from .streaming import JSON_ARRAY, NDJSON, SSE, ClientWatch, Framing, stream_reply
 from .types import is_streaming_req
 from .uploads import UploadRoutes, request_base_url
 
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
     from .telemetry import Telemetry
+    from .types import ChatKitReq
 
 __all__ = ["RUN_ID_HEADER", "ChatKitApp", "ChatKitMiddleware", "ContextFactory", "DisconnectPolicy"]
 
@@ -59,7 +60,6 @@ DisconnectPolicy = Literal["auto", "cancel", "continue"]
 answer), let it `continue` to the end in the background (losing nothing), or `auto`:
 cancel when the reply's stream options allow cancelling, continue otherwise."""
 
-T = TypeVar("T")
 
 DEFAULT_MAX_BODY_SIZE = 8 * 1024 * 1024
 RUN_ID_HEADER = "X-ChatKit-Run-Id"
@@ -416,18 +416,77 @@ class ChatKitApp:
                     code="not_acceptable",
                     status_code=406,
                 )
+        if framing is None:
+            result = await self._prepare(parsed, context, request)
+            assert isinstance(result, JSONResult)
+            if record is not None:
+                record.answered()
+            await _send_json(send, 200, result.body)
+            return
+        # One task watches the client for the whole reply, the wait for the thread's
+        # turn included: a client that leaves meanwhile must not have its message
+        # stored later with nobody to answer.
+        client = ClientWatch()
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(client.run, receive)
+            try:
+                await self._reply(parsed, context, request, framing, client, receive, send, record)
+            except Exception as exc:  # re-raised below, unwrapped from the task group
+                failure = exc
+            tasks.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+
+    async def _reply(
+        self,
+        parsed: ChatKitReq,
+        context: Any,
+        request: Request,
+        framing: Framing,
+        client: ClientWatch,
+        receive: Receive,
+        send: Send,
+        record: RequestRecord | None,
+    ) -> None:
+        """A streaming request, from the wait for the thread's turn to the last event."""
+        with anyio.CancelScope() as waiting:
+            client.on_gone(waiting.cancel)
+            result = await self._prepare(parsed, context, request)
+        client.on_gone(None)
+        if waiting.cancelled_caught:
+            return  # the client left before its turn came
+        if isinstance(result, JSONResult):
+            if record is not None:
+                record.answered()
+            await _send_json(send, 200, result.body)
+            return
+        cancels = self._cancels(result)
+        stats = record.begin_turn(result, cancels) if record is not None else None
         try:
-            if framing is None:
-                result = await self.engine.prepare(parsed, context, request)
-            else:
-                # A reply may wait for the thread's turn; a client that leaves meanwhile
-                # must not have its message stored later with nobody to answer.
-                prepared = await _unless_client_leaves(
-                    receive, lambda: self.engine.prepare(parsed, context, request)
-                )
-                if prepared is None:
-                    return
-                result = prepared
+            await stream_reply(
+                result,
+                receive,
+                send,
+                framing=framing,
+                cancel_on_disconnect=cancels,
+                heartbeat_interval=self.heartbeat_interval,
+                buffer_size=self.buffer_size,
+                extra_headers=[(_RUN_ID_HEADER, result.run_id.encode())],
+                stats=stats,
+                client=client,
+            )
+        finally:
+            await result.release()  # a no-op once the reply ran; frees the turn if it never did
+            if record is not None:
+                record.end_turn()
+
+    async def _prepare(
+        self, parsed: ChatKitReq, context: Any, request: Request
+    ) -> JSONResult | StreamPlan:
+        """`engine.prepare`, with store outages and bugs as HTTP errors."""
+        try:
+            return await self.engine.prepare(parsed, context, request)
         except ChatKitError:
             raise
         except StoreUnavailableError:
@@ -443,30 +502,6 @@ class ChatKitApp:
             raise ChatKitError(
                 "The server failed to handle the request", code="internal_error", status_code=500
             ) from None
-        if isinstance(result, JSONResult):
-            if record is not None:
-                record.answered()
-            await _send_json(send, 200, result.body)
-            return
-        assert isinstance(result, StreamPlan) and framing is not None
-        cancels = self._cancels(result)
-        stats = record.begin_turn(result, cancels) if record is not None else None
-        try:
-            await stream_reply(
-                result,
-                receive,
-                send,
-                framing=framing,
-                cancel_on_disconnect=cancels,
-                heartbeat_interval=self.heartbeat_interval,
-                buffer_size=self.buffer_size,
-                extra_headers=[(_RUN_ID_HEADER, result.run_id.encode())],
-                stats=stats,
-            )
-        finally:
-            await result.release()  # a no-op once the reply ran; frees the turn if it never did
-            if record is not None:
-                record.end_turn()
 
     def _cancels(self, plan: StreamPlan) -> bool:
         if self.disconnect == "auto":
@@ -557,28 +592,6 @@ class ChatKitMiddleware:
                 await self.chatkit({**scope, "root_path": root_path}, receive, send)
                 return
         await self.app(scope, receive, send)
-
-
-async def _unless_client_leaves(receive: Receive, work: Callable[[], Awaitable[T]]) -> T | None:
-    """`work()`, or None if the client disconnects first (the work is then cancelled)."""
-    outcome: T | None = None
-    failure: Exception | None = None
-
-    async def watch(scope: anyio.CancelScope) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        scope.cancel()
-
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(watch, tasks.cancel_scope)
-        try:
-            outcome = await work()
-        except Exception as exc:  # re-raised below, unwrapped from the task group
-            failure = exc
-        tasks.cancel_scope.cancel()
-    if failure is not None:
-        raise failure
-    return outcome
 
 
 async def _send_json(

@@ -5,11 +5,12 @@ small bounded buffer; the request task takes frames out and writes them to the
 socket. A slow reader therefore blocks the producer (and with it the responder)
 after `buffer_size` frames instead of growing memory.
 
-When the client goes away, `cancel_on_disconnect` decides: cancel the reply
-(the engine then saves the partial answer, shielded) or let it run to the end
-with nothing sent, so every item it produces is still persisted. Either way the
-request task does not return before the reply has finished: no task outlives
-the request.
+One task per request watches the client (`ClientWatch`), from the wait for the
+thread's turn to the last event. When the client goes away, `cancel_on_disconnect`
+decides: cancel the reply (the engine then saves the partial answer, shielded) or
+let it run to the end with nothing sent, so every item it produces is still
+persisted. Either way the request task does not return before the reply has
+finished: no task outlives the request.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .observability import ReplyStats
 from .types import ErrorEvent, ThreadStreamEvent
 from .types._base import to_wire_json
 
-__all__ = ["JSON_ARRAY", "NDJSON", "SSE", "Framing", "stream_reply"]
+__all__ = ["JSON_ARRAY", "NDJSON", "SSE", "ClientWatch", "Framing", "stream_reply"]
 
 logger = logging.getLogger("chatkit_asgi")
 
@@ -104,6 +105,41 @@ def _headers(framing: Framing, extra: list[tuple[bytes, bytes]]) -> list[tuple[b
     ]
 
 
+class ClientWatch:
+    """Whether the client is still there, from one task reading `receive` for the
+    whole request: the wait for the thread's turn and the reply share it.
+
+    `run` is that task. A disconnect (`http.disconnect`, or a write that fails) sets
+    `gone` and calls the action given to `on_gone`, which changes as the request
+    moves on: cancel the wait for the turn, then cancel (or not) the reply.
+    """
+
+    __slots__ = ("_action", "gone")
+
+    def __init__(self) -> None:
+        self.gone = anyio.Event()
+        self._action: Callable[[], None] | None = None
+
+    async def run(self, receive: Receive) -> None:
+        """Read `receive` until the client disconnects (the request body was read before)."""
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.left()
+
+    def left(self) -> None:
+        """The client is gone: note it, and act once."""
+        if not self.gone.is_set():
+            self.gone.set()
+            if self._action is not None:
+                self._action()
+
+    def on_gone(self, action: Callable[[], None] | None) -> None:
+        """What a disconnect does from now on (now, if the client already left)."""
+        self._action = action
+        if action is not None and self.gone.is_set():
+            action()
+
+
 async def stream_reply(
     plan: StreamPlan,
     receive: Receive,
@@ -115,15 +151,19 @@ async def stream_reply(
     buffer_size: int = 64,
     extra_headers: list[tuple[bytes, bytes]] | None = None,
     stats: ReplyStats | None = None,
+    client: ClientWatch | None = None,
 ) -> None:
     """Run `plan` and write its events to an ASGI `send` as one streaming response.
 
     With `stats`, the reply's events, bytes and first event time are counted
-    there, and whether the client left and the reply was cancelled.
+    there, and whether the client left and the reply was cancelled. `client` is a
+    watch already reading `receive` (the app starts one per request); without it
+    the reply starts its own.
     """
     frames_in, frames_out = anyio.create_memory_object_stream[bytes](max(buffer_size, 0))
     producer_scope = anyio.CancelScope()
-    client_gone = anyio.Event()
+    watch = client if client is not None else ClientWatch()
+    client_gone = watch.gone
 
     async def put(frame: bytes) -> None:
         if producer_scope.cancel_called:
@@ -170,19 +210,6 @@ async def stream_reply(
                         ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True)
                     )
 
-    def on_disconnect() -> None:
-        if not client_gone.is_set():
-            client_gone.set()
-            if cancel_on_disconnect:
-                producer_scope.cancel()
-
-    async def watch_disconnect() -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                on_disconnect()
-                return
-
     async def write(body: bytes, more: bool) -> None:
         if client_gone.is_set():
             return
@@ -193,10 +220,12 @@ async def stream_reply(
         except OSError:
             # Some servers report a vanished client by failing the write rather than
             # through http.disconnect; both mean the same.
-            on_disconnect()
+            watch.left()
 
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(watch_disconnect)
+        if client is None:
+            tasks.start_soon(watch.run, receive)
+        watch.on_gone(producer_scope.cancel if cancel_on_disconnect else None)
         # Let the watcher see a client that already left: a cancellable reply for
         # nobody must not even start (its user message would be stored unanswered).
         await anyio.lowlevel.checkpoint()
@@ -217,7 +246,7 @@ async def stream_reply(
                 }
             )
         except OSError:
-            on_disconnect()
+            watch.left()
         first = True
         async with frames_out:
             while True:
@@ -239,6 +268,7 @@ async def stream_reply(
                 await write(body, True)
         settle_stats()  # before the last write: a client leaving after it did not leave early
         await write((framing.opening if first else b"") + framing.closing, False)
+        watch.on_gone(None)
         tasks.cancel_scope.cancel()
 
 
