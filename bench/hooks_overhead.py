@@ -57,7 +57,8 @@ from collections.abc import AsyncIterator, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from bench.run import _dechunk, _free_port
+from bench import workload
+from bench.run import HOST, dechunk, free_port, thread_id_of, wrk_command, wrk_summary
 from chatkit_asgi import ChatKitApp, TokenBucketLimiter, Turn
 from chatkit_asgi.stores import MemoryStore, SQLiteStore
 from chatkit_asgi.turn import new_run_id
@@ -177,21 +178,8 @@ async def call(app: ChatKitApp, body: bytes) -> bytes:
 
 async def prepare(app: ChatKitApp) -> tuple[bytes, bytes]:
     """A thread to talk in: the bodies of the `turn` and `get` workloads."""
-    create = {
-        "type": "threads.create",
-        "params": {"input": {"content": [{"type": "input_text", "text": "hi"}]}},
-    }
-    first = await call(app, json.dumps(create).encode())
-    thread_id = json.loads(first.split(b"\n\n")[0][6:])["thread"]["id"]
-    turn = {
-        "type": "threads.add_user_message",
-        "params": {
-            "thread_id": thread_id,
-            "input": {"content": [{"type": "input_text", "text": "hello"}]},
-        },
-    }
-    get = {"type": "threads.get_by_id", "params": {"thread_id": thread_id}}
-    return json.dumps(turn).encode(), json.dumps(get).encode()
+    thread_id = thread_id_of(await call(app, workload.create_body("echo")))
+    return workload.add_message_body(thread_id, "echo"), workload.get_by_id_body(thread_id)
 
 
 async def timed(app: ChatKitApp, body: bytes, requests: int) -> float:
@@ -269,8 +257,6 @@ async def main(rounds: int, requests: int, deltas: int, store: str) -> dict[str,
 
 # -- through a real server ---------------------------------------------------------------
 
-HOST = "127.0.0.1"
-
 
 def serve(setups: list[str], deltas: int, store: str, port: int) -> None:
     """The child process of `--server`: every setup's app in one uvicorn process, at
@@ -327,7 +313,7 @@ class _Connection:
             # SSE never holds a CR, so the last chunk's marker cannot occur in the data.
             while not rest.endswith(b"\r\n0\r\n\r\n") and rest != b"0\r\n\r\n":
                 rest += self._recv()
-            return _dechunk(rest)
+            return dechunk(rest)
         length = int(lowered.split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
         while len(rest) < length:
             rest += self._recv()
@@ -356,7 +342,7 @@ def main_server(rounds: int, seconds: int, deltas: int, store: str) -> dict[str,
     cpus = sorted(os.sched_getaffinity(0))
     server_cpu, client_cpu = (cpus[-1], cpus[0]) if len(cpus) > 1 else (cpus[0], cpus[0])
     os.sched_setaffinity(0, {client_cpu})
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "bench.hooks_overhead", "--serve", ",".join(setups)]
     command += ["--port", str(port), "--deltas", str(deltas), "--store", store]
     process = subprocess.Popen(command, cwd=Path(__file__).parent.parent)
@@ -386,43 +372,28 @@ def main_server(rounds: int, seconds: int, deltas: int, store: str) -> dict[str,
 
 def _body_files(connection: _Connection, setup: str) -> dict[str, Path]:
     """The bodies of the `turn` and `get` workloads, in files for wrk."""
-    create = json.dumps(
-        {
-            "type": "threads.create",
-            "params": {"input": {"content": [{"type": "input_text", "text": "hi"}]}},
-        }
-    ).encode()
-    thread_id = json.loads(connection.request(f"/{setup}/", create).split(b"\n\n")[0][6:])[
-        "thread"
-    ]["id"]
-    turn = {
-        "type": "threads.add_user_message",
-        "params": {
-            "thread_id": thread_id,
-            "input": {"content": [{"type": "input_text", "text": "hello"}]},
-        },
-    }
+    create = workload.create_body("echo")
+    thread_id = thread_id_of(connection.request(f"/{setup}/", create))
     for _ in range(9):  # a thread of 20 items: a page of threads.get_by_id
-        connection.request(f"/{setup}/", json.dumps(turn).encode())
-    get = json.dumps({"type": "threads.get_by_id", "params": {"thread_id": thread_id}})
+        connection.request(f"/{setup}/", workload.add_message_body(thread_id, "echo"))
     files = {"turn": _scratch() / f"{setup}-turn.json", "get": _scratch() / f"{setup}-get.json"}
     files["turn"].write_bytes(create)
-    files["get"].write_text(get)
+    files["get"].write_bytes(workload.get_by_id_body(thread_id))
     return files
 
 
 def _wrk(url: str, body_file: Path, seconds: int) -> int:
     """Requests wrk completed in `seconds` (8 connections, one thread)."""
-    script = Path(__file__).parent / "post.lua"
-    command = ["wrk", "-t1", "-c8", f"-d{seconds}s", "-s", str(script), url]
     out = subprocess.run(
-        command,
+        wrk_command(url, 8, seconds),
         env={**os.environ, "BENCH_BODY_FILE": str(body_file)},
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    summary = json.loads(next(x for x in out.splitlines() if x.startswith("BENCH_JSON "))[11:])
+    summary = wrk_summary(out)
+    if summary is None:
+        raise RuntimeError(f"wrk printed no summary: {out}")
     if any(summary["errors"].values()):
         raise RuntimeError(f"wrk saw errors: {summary['errors']}")
     return int(summary["requests"])

@@ -77,7 +77,7 @@ def _pinned(command: list[str], cpu: int, options: Options) -> list[str]:
     return command
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
@@ -111,7 +111,7 @@ class Server:
         self.name = name
         target, self.family, factory = SERVERS[name]
         self.path = wl.ENDPOINT_PATH[self.family]
-        self.port = _free_port()
+        self.port = free_port()
         env = dict(os.environ)
         env["BENCH_DB"] = str(options.workdir / f"{name}-{self.port}.db")
         if floor_file is not None:
@@ -188,7 +188,7 @@ def running(name: str, options: Options, floor_file: Path | None) -> Iterator[Se
 # -- a tiny HTTP client for seeding and samples --------------------------------------------
 
 
-def _dechunk(data: bytes) -> bytes:
+def dechunk(data: bytes) -> bytes:
     """The payload of a chunked body, as far as complete chunks go."""
     out = bytearray()
     while True:
@@ -221,7 +221,7 @@ def post(server: Server, body: bytes, *, until: bytes | None = None) -> tuple[in
     head, _, payload = received.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     if b"transfer-encoding: chunked" in head.lower():
-        payload = _dechunk(payload)
+        payload = dechunk(payload)
     return status, payload
 
 
@@ -229,7 +229,7 @@ def frames_of(payload: bytes) -> list[bytes]:
     return [frame + b"\n\n" for frame in payload.split(b"\n\n") if frame.startswith(b"data: ")]
 
 
-def _thread_id(payload: bytes) -> str:
+def thread_id_of(payload: bytes) -> str:
     for frame in frames_of(payload):
         event = json.loads(frame[len(b"data: ") :])
         if event["type"] == "thread.created":
@@ -241,7 +241,7 @@ def seed(server: Server) -> str:
     """One thread of `SEED_ITEMS` items among `SEED_THREADS` threads; its id."""
     status, payload = post(server, wl.create_body("echo"))
     assert status == 200, payload
-    thread_id = _thread_id(payload)
+    thread_id = thread_id_of(payload)
     for _ in range((SEED_ITEMS - 2) // 2):
         status, payload = post(server, wl.add_message_body(thread_id, "echo"))
         assert status == 200, payload
@@ -280,18 +280,29 @@ LOAD_WORKLOADS = [
 ]
 
 
-def _wrk(server: Server, body_file: Path, seconds: float, options: Options) -> dict[str, Any]:
-    command = [
+def wrk_command(url: str, connections: int, seconds: float) -> list[str]:
+    """wrk POSTing the file named by `BENCH_BODY_FILE` to `url` (one thread)."""
+    return [
         "wrk",
         "-t1",
-        f"-c{options.connections}",
+        f"-c{connections}",
         f"-d{max(1, round(seconds))}s",
         "--timeout",
         "10s",
         "-s",
         str(BENCH / "post.lua"),
-        f"http://{HOST}:{server.port}{server.path}",
+        url,
     ]
+
+
+def wrk_summary(out: str) -> dict[str, Any] | None:
+    """The JSON summary `post.lua` prints, or None when wrk printed none."""
+    line = next((x for x in out.splitlines() if x.startswith("BENCH_JSON ")), None)
+    return None if line is None else dict(json.loads(line.removeprefix("BENCH_JSON ")))
+
+
+def _wrk(server: Server, body_file: Path, seconds: float, options: Options) -> dict[str, Any]:
+    command = wrk_command(f"http://{HOST}:{server.port}{server.path}", options.connections, seconds)
     env = dict(os.environ, BENCH_BODY_FILE=str(body_file))
     cpu_before = server.cpu_seconds()
     delay_before = server.run_delay_seconds()
@@ -312,10 +323,9 @@ def _wrk(server: Server, body_file: Path, seconds: float, options: Options) -> d
     wall = time.perf_counter() - started
     server_cpu = server.cpu_seconds() - cpu_before
     server_delay = server.run_delay_seconds() - delay_before
-    line = next((x for x in out.splitlines() if x.startswith("BENCH_JSON ")), None)
-    if process.returncode != 0 or line is None:
+    result = wrk_summary(out)
+    if process.returncode != 0 or result is None:
         raise RuntimeError(f"wrk failed: {out} {err}")
-    result: dict[str, Any] = json.loads(line.removeprefix("BENCH_JSON "))
     result["wall_s"] = wall
     result["server_cpu_pct"] = 100 * server_cpu / wall
     # Runnable but not running: the CPU was busy with something else (a noisy machine).

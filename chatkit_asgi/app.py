@@ -456,11 +456,7 @@ class ChatKitApp:
         client.on_gone(None)
         if waiting.cancelled_caught:
             return  # the client left before its turn came
-        if isinstance(result, JSONResult):
-            if record is not None:
-                record.answered()
-            await _send_json(send, 200, result.body)
-            return
+        assert isinstance(result, StreamPlan)  # streaming requests are answered by a plan
         cancels = self._cancels(result)
         stats = record.begin_turn(result, cancels) if record is not None else None
         try:

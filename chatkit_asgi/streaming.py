@@ -163,7 +163,6 @@ async def stream_reply(
     frames_in, frames_out = anyio.create_memory_object_stream[bytes](max(buffer_size, 0))
     producer_scope = anyio.CancelScope()
     watch = client if client is not None else ClientWatch()
-    client_gone = watch.gone
 
     async def put(frame: bytes) -> None:
         if producer_scope.cancel_called:
@@ -194,7 +193,7 @@ async def stream_reply(
 
     def settle_stats() -> None:
         if stats is not None:
-            stats.client_gone = client_gone.is_set()
+            stats.client_gone = watch.gone.is_set()
             stats.cancelled = producer_scope.cancelled_caught
 
     async def produce() -> None:
@@ -211,7 +210,7 @@ async def stream_reply(
                     )
 
     async def write(body: bytes, more: bool) -> None:
-        if client_gone.is_set():
+        if watch.gone.is_set():
             return
         if stats is not None:
             stats.bytes += len(body)
@@ -229,7 +228,7 @@ async def stream_reply(
         # Let the watcher see a client that already left: a cancellable reply for
         # nobody must not even start (its user message would be stored unanswered).
         await anyio.lowlevel.checkpoint()
-        if client_gone.is_set() and cancel_on_disconnect:
+        if watch.gone.is_set() and cancel_on_disconnect:
             await plan.release()
             tasks.cancel_scope.cancel()
             settle_stats()

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import MutableMapping
 from typing import Any
 
 import anyio
@@ -20,6 +19,7 @@ from chatkit_asgi.stores import MemoryStore
 from chatkit_asgi.testing import ChatKitTestClient, parse_sse, user_input
 from chatkit_asgi.types import ErrorEvent, ThreadMetadata
 
+from ..streaming._support import ScriptedClient, http_scope, request_body
 from .conftest import World, assistant, by_user
 
 FIELDS = (
@@ -265,26 +265,6 @@ async def test_a_failed_request_is_logged_at_warning_when_info_is_off(
     assert (fields(request)["status"], fields(request)["error_code"]) == (500, "internal_error")
 
 
-class ScriptedClient:
-    """One raw ASGI HTTP call whose client disconnects on cue."""
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.sent = False
-        self.gone = anyio.Event()
-        self.messages: list[MutableMapping[str, Any]] = []
-
-    async def receive(self) -> MutableMapping[str, Any]:
-        if not self.sent:
-            self.sent = True
-            return {"type": "http.request", "body": self.body, "more_body": False}
-        await self.gone.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(self, message: MutableMapping[str, Any]) -> None:
-        self.messages.append(message)
-
-
 @pytest.mark.parametrize(
     ("disconnect", "outcome"), [("cancel", "cancelled"), ("continue", "detached")]
 )
@@ -299,21 +279,12 @@ async def test_a_client_that_leaves_is_logged_with_the_policy_applied(
         yield assistant(turn, "late")
 
     app = ChatKitApp(respond, store=MemoryStore(), disconnect=disconnect)
-    body = json.dumps({"type": "threads.create", "params": {"input": user_input("hi")}})
-    client = ScriptedClient(body.encode())
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json")],
-        "query_string": b"",
-    }
+    client = ScriptedClient(request_body("threads.create", input=user_input("hi")))
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(app, scope, client.receive, client.send)
+            tasks.start_soon(app, http_scope(), client.receive, client.send)
             await started.wait()
-            client.gone.set()
+            client.disconnect()
             await anyio.wait_all_tasks_blocked()  # the app has seen the disconnect
             release.set()
 

@@ -12,7 +12,6 @@ tests/mongodb/test_leases.py the lease itself.)
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -45,6 +44,7 @@ from chatkit_asgi.types import (
     WidgetItem,
 )
 
+from ..streaming._support import ScriptedClient, http_scope, request_body
 from ._apps import by_user, user_context, words
 from .conftest import ALICE, PATIENCE, UvicornProcess, all_items, snapshot, unique_database
 
@@ -163,50 +163,27 @@ async def test_a_client_that_leaves_while_waiting_for_its_turn_stores_nothing(
     # Its message must not be stored later, when the turn comes, with nobody to answer.
     serial = Serial()
     app = make_app(store, serial, turn_wait=PATIENCE)
-    body = json.dumps(
-        {
-            "type": "threads.add_user_message",
-            "params": {"thread_id": "", "input": user_input("never answered")},
-        }
-    )
-    sent: list[dict[str, Any]] = []
-    leave = anyio.Event()
     async with ChatKitTestClient(app, headers={"x-user": "alice"}) as alice:
         thread_id = (await alice.create_thread("first"))[0].thread.id  # type: ignore[union-attr]
-        request = body.replace('"thread_id": ""', f'"thread_id": "{thread_id}"').encode()
-        delivered = False
-
-        async def receive() -> dict[str, Any]:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": request, "more_body": False}
-            await leave.wait()
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "path": "/",
-            "root_path": "",
-            "scheme": "http",
-            "server": ("test", 80),
-            "headers": [(b"content-type", b"application/json"), (b"x-user", b"alice")],
-            "query_string": b"",
-        }
+        leaving = ScriptedClient(
+            request_body(
+                "threads.add_user_message",
+                thread_id=thread_id,
+                input=user_input("never answered"),
+            )
+        )
         with anyio.fail_after(PATIENCE):
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(alice.add_message, thread_id, "hold")
                 await serial.holding.wait()  # "hold" has the turn
                 with anyio.fail_after(5):  # it ends when the client leaves, not at its turn
                     async with anyio.create_task_group() as waiting:
-                        waiting.start_soon(app, scope, receive, send)
+                        waiting.start_soon(
+                            app, http_scope(x_user="alice"), leaving.receive, leaving.send
+                        )
                         await anyio.sleep(0.1)  # waiting for the turn
-                        leave.set()
-                assert sent == []  # it left before anything was sent
+                        leaving.disconnect()
+                assert leaving.messages == []  # it left before anything was sent
                 serial.gate.set()
             await alice.add_message(thread_id, "later")  # the turn is free
     lines = texts(await all_items(store, thread_id, ALICE))
