@@ -21,10 +21,11 @@ behind) or, with `--store sqlite`, the default `SQLiteStore` in a temporary dire
 In process (the default), the apps are called directly through ASGI (scripted
 `receive`/`send`, no HTTP in the way), without checkpoints or heartbeats. Workloads:
 `turn` (threads.add_user_message; the responder streams an answer as `--deltas` text
-deltas, 100 by default: a short LLM answer) and `get` (threads.get_by_id of a page of
-20 items). Times are CPU time of this process (`time.process_time`), so other
-processes disturb them less than wall time; each round runs a small batch of every
-setup in a random order, so drift hits them alike. The report gives the median time
+deltas, 100 by default: a short LLM answer) and `get` (threads.get_by_id of a thread
+of 20 items, one page; turns go to another thread, so it does not grow). Times are
+CPU time of this process (`time.process_time`), so other processes disturb them less
+than wall time; each round runs a small batch of every setup in a random order, so
+drift hits them alike. The report gives the median time
 per request and the overhead against `off`.
 
 With `--server`, the setups run in one uvicorn process (library defaults), wrk loads
@@ -176,10 +177,19 @@ async def call(app: ChatKitApp, body: bytes) -> bytes:
     return b"".join(chunks)
 
 
+# threads.create and this many messages more make a thread of 20 items: one page of
+# threads.get_by_id (the engine's default page size).
+GET_THREAD_MESSAGES = 9
+
+
 async def prepare(app: ChatKitApp) -> tuple[bytes, bytes]:
-    """A thread to talk in: the bodies of the `turn` and `get` workloads."""
-    thread_id = thread_id_of(await call(app, workload.create_body("echo")))
-    return workload.add_message_body(thread_id, "echo"), workload.get_by_id_body(thread_id)
+    """The bodies of the `turn` and `get` workloads: turns go to a thread of their
+    own, so the thread `get` reads stays at 20 items however many turns run."""
+    turn_thread = thread_id_of(await call(app, workload.create_body("echo")))
+    get_thread = thread_id_of(await call(app, workload.create_body("echo")))
+    for _ in range(GET_THREAD_MESSAGES):
+        await call(app, workload.add_message_body(get_thread, "echo"))
+    return workload.add_message_body(turn_thread, "echo"), workload.get_by_id_body(get_thread)
 
 
 async def timed(app: ChatKitApp, body: bytes, requests: int) -> float:
@@ -374,7 +384,7 @@ def _body_files(connection: _Connection, setup: str) -> dict[str, Path]:
     """The bodies of the `turn` and `get` workloads, in files for wrk."""
     create = workload.create_body("echo")
     thread_id = thread_id_of(connection.request(f"/{setup}/", create))
-    for _ in range(9):  # a thread of 20 items: a page of threads.get_by_id
+    for _ in range(GET_THREAD_MESSAGES):
         connection.request(f"/{setup}/", workload.add_message_body(thread_id, "echo"))
     files = {"turn": _scratch() / f"{setup}-turn.json", "get": _scratch() / f"{setup}-get.json"}
     files["turn"].write_bytes(create)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -51,6 +51,9 @@ from .types import (
     WorkflowTaskUpdated,
 )
 from .types._base import copy_model
+
+if TYPE_CHECKING:
+    from .observability import ReplyStats
 
 __all__ = ["Emit", "ReplyPipeline", "as_async_generator", "is_hidden"]
 
@@ -94,6 +97,7 @@ class ReplyPipeline:
             else None
         )
         self._saved_thread = copy_model(turn.thread)
+        self.stats: ReplyStats | None = turn._stats
 
     async def run(self, source: AsyncIterator[ThreadStreamEvent], options: StreamOptions) -> None:
         """The reply: `stream_options`, the responder's events, errors as `error` events."""
@@ -110,9 +114,14 @@ class ReplyPipeline:
                 background.cancel_scope.cancel()
 
     async def _run(self, source: AsyncIterator[ThreadStreamEvent]) -> None:
+        # Called once, at the responder's first event: one local check per event.
+        first: Callable[[], None] | None = None if self.stats is None else self.stats.responded
         try:
             async with aclosing(as_async_generator(source)) as events:
                 async for raw in events:
+                    if first is not None:
+                        first()
+                        first = None
                     event = _coerce_event(raw)
                     if await self._persist(event):
                         await self.emit(event)
@@ -125,17 +134,22 @@ class ReplyPipeline:
             # Like the reference, an unfinished item is dropped on error: the UI offers
             # a retry of the whole reply, and a reload shows no half answer.
             await self._drop_unfinished()
-            await self.emit(_error_event(exc))
+            await self._fail(_error_event(exc))
         except StoreUnavailableError:
             logger.warning("store unavailable during a reply on thread %s", self.turn.thread.id)
-            await self.emit(ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True))
+            await self._fail(ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True))
         except Exception:
             logger.exception("responder failed on thread %s", self.turn.thread.id)
             await self._drop_unfinished()
-            await self.emit(ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True))
+            await self._fail(ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True))
         else:
             await self._drop_unfinished()
         await self._sync_thread()
+
+    async def _fail(self, event: ErrorEvent) -> None:
+        if self.stats is not None:
+            self.stats.error(event.code)
+        await self.emit(event)
 
     async def _sync_thread(self) -> None:
         thread = self.turn.thread
@@ -154,6 +168,8 @@ class ReplyPipeline:
             case ThreadItemDoneEvent():
                 async with self._writing(event.item.id):
                     await self.store.add_thread_item(thread_id, event.item, context)
+                if self.stats is not None:
+                    self.stats.done(event.item)
                 return not is_hidden(event.item)
             case ThreadItemAddedEvent():
                 if is_hidden(event.item):
@@ -166,6 +182,9 @@ class ReplyPipeline:
             case ThreadItemRemovedEvent():
                 async with self._writing(event.item_id):
                     await self.store.delete_thread_item(thread_id, event.item_id, context)
+            case ErrorEvent():
+                if self.stats is not None:
+                    self.stats.error(event.code)
         return True
 
     def _writing(self, item_id: str) -> _Finishing:

@@ -19,7 +19,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import anyio
 from pydantic import TypeAdapter, ValidationError
@@ -79,6 +79,9 @@ from .types import (
 )
 from .types._base import to_wire_json
 
+if TYPE_CHECKING:
+    from .observability import ReplyStats
+
 __all__ = ["Emit", "Engine", "JSONResult", "StreamPlan"]
 
 logger = logging.getLogger("chatkit_asgi")
@@ -124,6 +127,7 @@ class StreamPlan:
     the thread's turn lease until `run` finishes or `release` is called.
     `run_id` is the reply's id (`Turn.run_id`, the `X-ChatKit-Run-Id` header);
     `refusal` is set on the plan of a request the admission hook refused.
+    `turn` is the reply's `Turn`, when it has one (refusals have none).
     """
 
     def __init__(
@@ -135,8 +139,10 @@ class StreamPlan:
         run_id: str | None = None,
         thread_id: str | None = None,
         refusal: Refusal | None = None,
+        turn: Turn[Any] | None = None,
     ) -> None:
         self._body = body
+        self._turn = turn
         self.allow_cancel = allow_cancel
         self._lease = lease
         # -- production hooks
@@ -144,8 +150,15 @@ class StreamPlan:
         self.thread_id = thread_id
         self.refusal = refusal
 
-    async def run(self, emit: Emit) -> None:
-        """Perform the request, passing every client-visible event to `emit`."""
+    async def run(self, emit: Emit, stats: ReplyStats | None = None) -> None:
+        """Perform the request, passing every client-visible event to `emit`.
+
+        With `stats`, the reply pipeline reports the responder's first event, error
+        events and (when collecting) answer text there: where it looks at each event
+        anyway, so a listener costs nothing per streamed token.
+        """
+        if self._turn is not None:
+            self._turn._stats = stats
         try:
             lease = self._lease
             if lease is not None and lease.renew_every:
@@ -602,9 +615,11 @@ class Engine:
         if sender is not None and not isinstance(sender, WidgetItem):
             # The protocol answers this with an error event rather than an HTTP error.
             async def refuse(emit: Emit) -> None:
+                if turn._stats is not None:
+                    turn._stats.error(ErrorCode.STREAM_ERROR.value)
                 await emit(ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=False))
 
-            return StreamPlan(refuse, allow_cancel=True)
+            return StreamPlan(refuse, allow_cancel=True, turn=turn)
         turn.action, turn.sender = params.action, sender
         await self._admit(request.type, context, thread)
         lease = await self._acquire(thread.id, context)
@@ -634,6 +649,7 @@ class Engine:
             lease=lease,
             run_id=turn.run_id,
             thread_id=turn.thread.id,
+            turn=turn,
         )
 
     # -- the reply pipeline -------------------------------------------------------------

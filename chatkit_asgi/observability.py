@@ -52,10 +52,7 @@ import anyio
 from .errors import ChatKitError
 from .types import (
     AssistantMessageItem,
-    ErrorEvent,
-    StreamOptionsEvent,
-    ThreadItemDoneEvent,
-    ThreadStreamEvent,
+    ThreadItem,
     UserMessageTagContent,
     UserMessageTextContent,
 )
@@ -63,7 +60,7 @@ from .types import (
 if TYPE_CHECKING:
     from .engine import StreamPlan
     from .store import AttachmentStore, Store
-    from .telemetry import Telemetry, _SpanScope
+    from .telemetry import Telemetry, _RequestScope, _SpanScope
     from .types import ChatKitReq
 
 __all__ = ["ReplyStats", "RequestObserver", "RequestRecord", "check_health", "tenant_hash"]
@@ -84,12 +81,12 @@ def tenant_hash(tenant: str) -> str:
 
 
 class ReplyStats:
-    """Counters of one streaming reply, kept by `stream_reply` when someone listens.
+    """Counters of one streaming reply, kept when someone listens.
 
-    `stream_reply` counts `events` and `bytes` per batch of frames it writes, and
-    calls `inspect` for error events and while `watching` (until the responder's
-    first event, or all along when collecting text), so a reply pays a flag and a
-    type check per event. Times are `time.perf_counter()` values.
+    `stream_reply` counts `events` and `bytes` per batch of frames it writes and
+    notes whether the client left; the reply pipeline reports the responder's first
+    event, error events and finished items where it handles each event anyway. So
+    listening costs nothing per streamed token. Times are `time.perf_counter()` values.
     """
 
     __slots__ = (
@@ -99,11 +96,9 @@ class ReplyStats:
         "error_code",
         "events",
         "first_event",
-        "options_seen",
         "output",
         "ran",
         "started",
-        "watching",
     )
 
     def __init__(self, started: float, *, collect_text: bool = False) -> None:
@@ -111,31 +106,25 @@ class ReplyStats:
         self.events = 0
         self.bytes = 0
         self.first_event: float | None = None
-        self.options_seen = False
         self.error_code: str | None = None
         self.client_gone = False
         self.cancelled = False
         self.ran = False
         self.output: list[str] | None = [] if collect_text else None
-        self.watching = True
 
-    def inspect(self, event: ThreadStreamEvent) -> None:
-        """Look at an event (while watching, and every error): the responder's first
-        event, errors, text."""
-        kind = type(event)
+    def responded(self) -> None:
+        """The responder produced its first event."""
         if self.first_event is None:
-            # The engine's own events come first; the responder's start after stream_options.
-            if kind is StreamOptionsEvent:
-                self.options_seen = True
-            elif self.options_seen:
-                self.first_event = time.perf_counter()
-                self.watching = self.output is not None
-        if kind is ErrorEvent:
-            self.error_code = event.code  # type: ignore[union-attr]
-        elif self.output is not None and kind is ThreadItemDoneEvent:
-            item = event.item  # type: ignore[union-attr]
-            if isinstance(item, AssistantMessageItem):
-                self.output.append("".join(part.text for part in item.content))
+            self.first_event = time.perf_counter()
+
+    def error(self, code: str) -> None:
+        """An error event with this code was sent."""
+        self.error_code = code
+
+    def done(self, item: ThreadItem) -> None:
+        """An item was finished: an assistant message's text is kept when collecting."""
+        if self.output is not None and isinstance(item, AssistantMessageItem):
+            self.output.append("".join(part.text for part in item.content))
 
     @property
     def time_to_first_event(self) -> float | None:
@@ -232,7 +221,7 @@ class RequestRecord:
         self.disconnect_policy: str | None = None
         self.refused = False
         self._tenant_hash: str | bool | None = False  # False: not computed yet
-        self._span: _SpanScope | None = None
+        self._span: _RequestScope | None = None
         self._turn_span: _SpanScope | None = None
         telemetry = observer.telemetry
         if telemetry is not None:
@@ -293,7 +282,8 @@ class RequestRecord:
             self.error_code = stats.error_code
         duration = time.perf_counter() - self.turn_started
         telemetry = self.observer.telemetry
-        if telemetry is not None and self._turn_span is not None:
+        if telemetry is not None:
+            # Metrics are not sampled: a turn whose span records nothing still counts.
             telemetry.finish_turn(self._turn_span, self, duration)
             self._turn_span = None
         if logger.isEnabledFor(logging.INFO):

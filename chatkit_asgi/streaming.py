@@ -155,8 +155,8 @@ async def stream_reply(
 ) -> None:
     """Run `plan` and write its events to an ASGI `send` as one streaming response.
 
-    With `stats`, the reply's events, bytes and first event time are counted
-    there, and whether the client left and the reply was cancelled. `client` is a
+    With `stats`, the reply's events and bytes are counted there, and whether the
+    client left and the reply was cancelled (the plan reports the rest). `client` is a
     watch already reading `receive` (the app starts one per request); without it
     the reply starts its own.
     """
@@ -180,17 +180,6 @@ async def stream_reply(
     async def emit(event: ThreadStreamEvent) -> None:
         await put(framing.frame(event))
 
-    # An observed `emit`, chosen once per reply (nothing per event when off). It runs
-    # for every token of every answer, so it looks at events only until the first one
-    # from the responder, and for errors; events and bytes are counted per batch.
-    async def emit_observed(event: ThreadStreamEvent) -> None:
-        assert stats is not None
-        if stats.watching or type(event) is ErrorEvent:
-            stats.inspect(event)
-        await put(framing.frame(event))
-
-    send_event = emit if stats is None else emit_observed
-
     def settle_stats() -> None:
         if stats is not None:
             stats.client_gone = watch.gone.is_set()
@@ -200,14 +189,14 @@ async def stream_reply(
         async with frames_in:
             with producer_scope:
                 try:
-                    await plan.run(send_event)
+                    await plan.run(emit, stats)
                 except Exception:
                     # The engine turns responder failures into error events itself; this is
                     # a failure of the engine or store around it. Tell the client, keep serving.
                     logger.exception("reply failed outside the responder")
-                    await send_event(
-                        ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True)
-                    )
+                    if stats is not None:
+                        stats.error(ErrorCode.STREAM_ERROR.value)
+                    await emit(ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True))
 
     async def write(body: bytes, more: bool) -> None:
         if watch.gone.is_set():

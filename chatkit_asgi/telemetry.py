@@ -38,6 +38,7 @@ Metrics (meter `chatkit_asgi`):
 from __future__ import annotations
 
 from collections.abc import Coroutine
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import context as otel_context
@@ -54,6 +55,10 @@ __all__ = ["Telemetry", "TracedStore"]
 
 _SCOPE = "chatkit_asgi"
 R = TypeVar("R")
+
+# Whether the request being handled records spans; None outside a request. Store
+# calls read this (one lookup) rather than the current span (five calls deep).
+_RECORDING: ContextVar[bool | None] = ContextVar("chatkit_asgi_recording", default=None)
 
 
 def _version() -> str:
@@ -79,8 +84,24 @@ class _SpanScope:
 def _recording(span: Span) -> _SpanScope | None:
     # A span that records nothing (no SDK, or sampled out) is dropped at once rather
     # than made current: its children would record nothing either, and attaching
-    # costs more than such a span. Store spans look at the current span to know.
+    # costs more than such a span.
     return _SpanScope(span) if span.is_recording() else None
+
+
+class _RequestScope:
+    """The request span (made current if it records) and the request's `_RECORDING` flag."""
+
+    __slots__ = ("flag", "span")
+
+    def __init__(self, span: Span) -> None:
+        recording = span.is_recording()
+        self.span = _SpanScope(span) if recording else None
+        self.flag = _RECORDING.set(recording)
+
+    def close(self) -> None:
+        if self.span is not None:
+            self.span.close()
+        _RECORDING.reset(self.flag)
 
 
 class Telemetry:
@@ -138,16 +159,16 @@ class Telemetry:
 
     # -- requests and turns (called by observability.RequestRecord) ------------------
 
-    def start_request(self) -> _SpanScope | None:
-        """Open the request span (current until `finish_request`); None if it records nothing."""
-        return _recording(self.tracer.start_span("chatkit.request"))
+    def start_request(self) -> _RequestScope:
+        """Open the request span (current until `finish_request` if it records)."""
+        return _RequestScope(self.tracer.start_span("chatkit.request"))
 
     def finish_request(
-        self, scope: _SpanScope | None, record: RequestRecord, outcome: str, duration: float
+        self, scope: _RequestScope, record: RequestRecord, outcome: str, duration: float
     ) -> None:
-        """Close the request span with what is known about the request."""
-        if scope is not None:
-            span = scope.span
+        """Close the request span with what is known about the request; count its error."""
+        if scope.span is not None:
+            span = scope.span.span
             attributes = _common(record)
             attributes["chatkit.outcome"] = outcome
             if record.status is not None:
@@ -155,7 +176,7 @@ class Telemetry:
             span.set_attributes(attributes)
             if record.status is not None and record.status >= 500:
                 span.set_status(Status(StatusCode.ERROR, record.error_code))
-            scope.close()
+        scope.close()
         if record.stats is None and record.error_code is not None:
             # Streaming requests count their errors with the turn.
             self.errors.add(1, _error_attributes(record, record.error_code))
@@ -251,7 +272,11 @@ class TracedStore(Store[Any]):
         # Plain methods handing back a coroutine, so an untraced call costs one check
         # and no extra coroutine: store spans are children of a recorded request, and
         # without one (no SDK, sampled out) a span would record nothing.
-        if not trace.get_current_span().is_recording():
+        recording = _RECORDING.get()
+        if recording is None:
+            # Outside a request (the integration's own store call): the current span decides.
+            recording = trace.get_current_span().is_recording()
+        if not recording:
             return call
         return self._traced(operation, call)
 

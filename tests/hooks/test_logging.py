@@ -35,6 +35,7 @@ FIELDS = (
     "bytes",
 )
 SECRET = "my password is hunter2"
+CREATE = {"type": "threads.create", "params": {"input": user_input("hello")}}
 
 
 def records(caplog: pytest.LogCaptureFixture, kind: str) -> list[logging.LogRecord]:
@@ -196,6 +197,46 @@ async def test_an_error_after_the_answer_began_is_the_turns_outcome(
     code = "stream.error" if how == "raises" else "custom"
     assert (fields(turn)["outcome"], fields(turn)["error_code"]) == ("error", code)
     assert parse_sse(response.content)[-1]["type"] == "error"
+
+
+async def test_an_action_on_an_item_that_is_not_a_widget_is_an_error_turn(
+    world: World, logs: pytest.LogCaptureFixture
+) -> None:
+    # The engine answers it with an error event of its own, outside the reply pipeline.
+    async with ChatKitTestClient(world.app()) as client:
+        created = parse_sse((await client.post(CREATE)).content)
+        thread_id = created[0]["thread"]["id"]
+        [message_id] = [e["item"]["id"] for e in created if e["type"] == "thread.item.done"][:1]
+        response = await client.post(
+            {
+                "type": "threads.custom_action",
+                "params": {"thread_id": thread_id, "item_id": message_id, "action": {"type": "x"}},
+            }
+        )
+
+    assert parse_sse(response.content)[-1]["type"] == "error"
+    action = fields(records(logs, "turn")[-1])
+    assert (action["request_type"], action["outcome"]) == ("threads.custom_action", "error")
+    assert action["error_code"] == "stream.error"
+    assert action["time_to_first_event_ms"] is None  # the responder never ran
+
+
+async def test_a_failure_outside_the_responder_is_an_error_turn(
+    world: World, logs: pytest.LogCaptureFixture
+) -> None:
+    class UserMessagesFail(MemoryStore[Any]):
+        async def add_thread_item(self, thread_id: str, item: Any, context: Any) -> None:
+            if item.type == "user_message":
+                raise RuntimeError("disk full")
+            await super().add_thread_item(thread_id, item, context)
+
+    app = ChatKitApp(world.responder, store=UserMessagesFail())
+    async with ChatKitTestClient(app) as client:
+        response = await client.post(CREATE)
+
+    assert parse_sse(response.content)[-1]["type"] == "error"
+    [turn] = records(logs, "turn")
+    assert (fields(turn)["outcome"], fields(turn)["error_code"]) == ("error", "stream.error")
 
 
 @pytest.mark.parametrize(

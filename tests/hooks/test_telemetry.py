@@ -14,10 +14,11 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from opentelemetry import trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Decision, Sampler, SamplingResult
 from opentelemetry.trace import SpanKind, StatusCode
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -358,3 +359,49 @@ async def test_a_request_that_records_nothing_makes_no_store_spans(
 def test_providers_go_to_telemetry_or_to_the_app_not_both(world: World, otel: Otel) -> None:
     with pytest.raises(TypeError, match="Telemetry"):
         world.app(telemetry=Telemetry(), tracer_provider=otel.tracer_provider)
+
+
+@pytest.mark.parametrize("tracing", ["sampled out", "no tracer provider"])
+async def test_metrics_count_requests_whose_spans_record_nothing(
+    world: World, otel: Otel, tracing: str
+) -> None:
+    # Metrics are not sampled: a turn whose spans are dropped (a ratio sampler in
+    # production, or metrics configured without tracing) still counts, and the
+    # active-streams gauge still comes back down.
+    tracer_provider = (
+        TracerProvider(sampler=ALWAYS_OFF)
+        if tracing == "sampled out"
+        else trace.NoOpTracerProvider()
+    )
+    app = world.app(tracer_provider=tracer_provider, meter_provider=otel.meter_provider)
+    async with ChatKitTestClient(app) as client:
+        events = await client.create_thread("hello")
+        await client.post({"type": "threads.list", "params": {"limit": "many"}})
+
+    turns = otel.point(
+        "chatkit.turns", chatkit__request__type="threads.create", chatkit__outcome="completed"
+    )
+    assert turns.value == 1
+    assert otel.point("chatkit.streams.active", chatkit__request__type="threads.create").value == 0
+    per_turn = otel.point("chatkit.turn.events", chatkit__request__type="threads.create")
+    assert (per_turn.count, per_turn.sum) == (1, len(events))
+    first = otel.point("chatkit.turn.time_to_first_event", chatkit__request__type="threads.create")
+    assert first.count == 1
+    assert otel.point("chatkit.errors", chatkit__error__code="invalid_request").value == 1
+    assert otel.spans() == []
+
+
+async def test_store_calls_outside_a_request_follow_the_current_span(otel: Otel) -> None:
+    # An integration's own store calls (a background job, a migration) are traced
+    # when they run under a recorded span of its own, and cost nothing otherwise.
+    store = TracedStore(MemoryStore(), otel.tracer_provider.get_tracer("job"))
+    thread = ThreadMetadata(id="thr_outside", created_at=Turn.now())
+    await store.save_thread(thread, None)
+    assert otel.spans() == []
+
+    with otel.tracer_provider.get_tracer("job").start_as_current_span("nightly job"):
+        await store.load_thread("thr_outside", None)
+
+    job = otel.span("nightly job")
+    load = otel.span("chatkit.store.load_thread")
+    assert load.parent is not None and load.parent.span_id == job.context.span_id
