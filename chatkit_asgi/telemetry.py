@@ -17,12 +17,14 @@ to that middleware rather than duplicating them):
   request's attributes plus `chatkit.events`, `chatkit.bytes`,
   `chatkit.time_to_first_event` (s), `chatkit.disconnect.policy`,
   `chatkit.client.disconnected`.
-- `chatkit.store.<method>`: one per store call made under a recorded span (a
-  sampled-out request makes none), with `chatkit.store.system` (the store's
-  class) and `db.operation.name`; `Telemetry(store_spans=False)` turns them off.
+- `chatkit.store.<method>`: one per store call of a recorded request (a
+  sampled-out request makes none; outside a request, one per call made under a
+  recorded span), with `chatkit.store.system` (the store's class) and
+  `db.operation.name`; `Telemetry(store_spans=False)` turns them off.
 
 A span that records nothing (no SDK, or sampled out) is not made current and
 gets no attributes: without an SDK, telemetry costs a few no-op calls per request.
+Metrics are not sampled: every request and turn is counted.
 
 Metrics (meter `chatkit_asgi`):
 
