@@ -141,9 +141,13 @@ class MemoryStore(Store[TContext]):
         """A page of the thread's items in insertion order (`asc`) or reverse (`desc`)."""
         descending = is_descending(order)
         items = self._thread(thread_id, context).items
-        ids = list(reversed(items)) if descending else list(items)
-        start = _start_after(ids, after, "item")
-        window = ids[start : start + window_size(limit)]
+        # Walks to the cursor and takes one window, rather than copying every id:
+        # a long thread's first pages cost what a short thread's do.
+        ids = reversed(items) if descending else iter(items)
+        # `in` on an iterator consumes it up to and including the cursor.
+        if after is not None and after not in ids:
+            raise NotFoundError(f"item {after} not found")
+        window = list(itertools.islice(ids, window_size(limit)))
         return make_page([(item_id, items[item_id]) for item_id in window], limit, decode_item)
 
     async def add_thread_item(self, thread_id: str, item: ThreadItem, context: TContext) -> None:
