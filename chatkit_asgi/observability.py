@@ -58,9 +58,11 @@ from .types import (
 )
 
 if TYPE_CHECKING:
+    from contextvars import Token
+
     from .engine import StreamPlan
     from .store import AttachmentStore, Store
-    from .telemetry import Telemetry, _RequestScope, _SpanScope
+    from .telemetry import Telemetry, _SpanScope
     from .types import ChatKitReq
 
 __all__ = ["ReplyStats", "RequestObserver", "RequestRecord", "check_health", "tenant_hash"]
@@ -184,6 +186,7 @@ class RequestRecord:
     """What is known about one request as it is handled; logged when it ends."""
 
     __slots__ = (
+        "_flag",
         "_span",
         "_tenant_hash",
         "_turn_span",
@@ -221,11 +224,12 @@ class RequestRecord:
         self.disconnect_policy: str | None = None
         self.refused = False
         self._tenant_hash: str | bool | None = False  # False: not computed yet
-        self._span: _RequestScope | None = None
+        self._span: _SpanScope | None = None
         self._turn_span: _SpanScope | None = None
+        self._flag: Token[bool | None] | None = None
         telemetry = observer.telemetry
         if telemetry is not None:
-            self._span = telemetry.start_request()
+            self._span, self._flag = telemetry.start_request()
 
     # -- filled in by the app ---------------------------------------------------------
 
@@ -326,13 +330,13 @@ class RequestRecord:
             # Not an HTTP refusal: a bug, or the server cancelled the request.
             self.status = 500 if isinstance(error, Exception) else None
             self.error_code = "internal_error" if isinstance(error, Exception) else None
-        outcome = self.outcome
         telemetry = self.observer.telemetry
-        if telemetry is not None and self._span is not None:
-            telemetry.finish_request(self._span, self, outcome, duration)
-            self._span = None
+        if telemetry is not None and self._flag is not None:
+            telemetry.finish_request(self, self._span, self._flag)
+            self._span = self._flag = None
         level = logging.WARNING if (self.status or 0) >= 500 else logging.INFO
         if logger.isEnabledFor(level):
+            outcome = self.outcome
             fields: dict[str, Any] = {
                 "kind": "request",
                 "request_type": self.request_type,

@@ -40,7 +40,7 @@ Metrics (meter `chatkit_asgi`):
 from __future__ import annotations
 
 from collections.abc import Coroutine
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import context as otel_context
@@ -88,22 +88,6 @@ def _recording(span: Span) -> _SpanScope | None:
     # than made current: its children would record nothing either, and attaching
     # costs more than such a span.
     return _SpanScope(span) if span.is_recording() else None
-
-
-class _RequestScope:
-    """The request span (made current if it records) and the request's `_RECORDING` flag."""
-
-    __slots__ = ("flag", "span")
-
-    def __init__(self, span: Span) -> None:
-        recording = span.is_recording()
-        self.span = _SpanScope(span) if recording else None
-        self.flag = _RECORDING.set(recording)
-
-    def close(self) -> None:
-        if self.span is not None:
-            self.span.close()
-        _RECORDING.reset(self.flag)
 
 
 class Telemetry:
@@ -161,24 +145,28 @@ class Telemetry:
 
     # -- requests and turns (called by observability.RequestRecord) ------------------
 
-    def start_request(self) -> _RequestScope:
-        """Open the request span (current until `finish_request` if it records)."""
-        return _RequestScope(self.tracer.start_span("chatkit.request"))
+    def start_request(self) -> tuple[_SpanScope | None, Token[bool | None]]:
+        """Open the request span (current until `finish_request` if it records) and
+        set the request's recording flag; both are handed back to `finish_request`."""
+        span = self.tracer.start_span("chatkit.request")
+        recording = span.is_recording()
+        return (_SpanScope(span) if recording else None), _RECORDING.set(recording)
 
     def finish_request(
-        self, scope: _RequestScope, record: RequestRecord, outcome: str, duration: float
+        self, record: RequestRecord, scope: _SpanScope | None, flag: Token[bool | None]
     ) -> None:
         """Close the request span with what is known about the request; count its error."""
-        if scope.span is not None:
-            span = scope.span.span
+        if scope is not None:
+            span = scope.span
             attributes = _common(record)
-            attributes["chatkit.outcome"] = outcome
+            attributes["chatkit.outcome"] = record.outcome
             if record.status is not None:
                 attributes["http.response.status_code"] = record.status
             span.set_attributes(attributes)
             if record.status is not None and record.status >= 500:
                 span.set_status(Status(StatusCode.ERROR, record.error_code))
-        scope.close()
+            scope.close()
+        _RECORDING.reset(flag)
         if record.stats is None and record.error_code is not None:
             # Streaming requests count their errors with the turn.
             self.errors.add(1, _error_attributes(record, record.error_code))
