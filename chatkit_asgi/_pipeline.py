@@ -55,7 +55,7 @@ from .types._base import copy_model
 if TYPE_CHECKING:
     from .observability import ReplyStats
 
-__all__ = ["Emit", "ReplyPipeline", "as_async_generator", "is_hidden"]
+__all__ = ["Emit", "ReplyPipeline", "as_async_generator", "emit_error", "is_hidden"]
 
 logger = logging.getLogger("chatkit_asgi")
 
@@ -147,9 +147,7 @@ class ReplyPipeline:
         await self._sync_thread()
 
     async def _fail(self, event: ErrorEvent) -> None:
-        if self.stats is not None:
-            self.stats.error(event.code)
-        await self.emit(event)
+        await emit_error(self.emit, event, self.stats)
 
     async def _sync_thread(self) -> None:
         thread = self.turn.thread
@@ -376,6 +374,14 @@ def _changed(thread: ThreadMetadata, saved: ThreadMetadata) -> bool:
     if thread.__dict__ != saved.__dict__:
         return True
     return thread.__pydantic_extra__ != saved.__pydantic_extra__
+
+
+async def emit_error(emit: Emit, event: ErrorEvent, stats: ReplyStats | None) -> None:
+    """Send an error event of the engine's own, and report its code when someone listens
+    (the responder's error events are reported where the pipeline handles them)."""
+    if stats is not None:
+        stats.error(event.code)
+    await emit(event)
 
 
 def as_async_generator(source: Any) -> Any:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 import anyio
 from pydantic import TypeAdapter, ValidationError
 
-from ._pipeline import Emit, ReplyPipeline, as_async_generator, is_hidden
+from ._pipeline import Emit, ReplyPipeline, as_async_generator, emit_error, is_hidden
 from .admission import Admission, Refusal
 from .errors import (
     ConflictError,
@@ -615,9 +615,8 @@ class Engine:
         if sender is not None and not isinstance(sender, WidgetItem):
             # The protocol answers this with an error event rather than an HTTP error.
             async def refuse(emit: Emit) -> None:
-                if turn._stats is not None:
-                    turn._stats.error(ErrorCode.STREAM_ERROR.value)
-                await emit(ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=False))
+                event = ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=False)
+                await emit_error(emit, event, turn._stats)
 
             return StreamPlan(refuse, allow_cancel=True, turn=turn)
         turn.action, turn.sender = params.action, sender

@@ -288,7 +288,7 @@ class RequestRecord:
         telemetry = self.observer.telemetry
         if telemetry is not None:
             # Metrics are not sampled: a turn whose span records nothing still counts.
-            telemetry.finish_turn(self._turn_span, self, duration)
+            telemetry.finish_turn(self, self._turn_span)
             self._turn_span = None
         if logger.isEnabledFor(logging.INFO):
             ttfe = stats.time_to_first_event

@@ -24,6 +24,7 @@ import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from ._pipeline import emit_error
 from .engine import StreamPlan
 from .errors import ErrorCode
 from .observability import ReplyStats
@@ -194,9 +195,8 @@ async def stream_reply(
                     # The engine turns responder failures into error events itself; this is
                     # a failure of the engine or store around it. Tell the client, keep serving.
                     logger.exception("reply failed outside the responder")
-                    if stats is not None:
-                        stats.error(ErrorCode.STREAM_ERROR.value)
-                    await emit(ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True))
+                    event = ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True)
+                    await emit_error(emit, event, stats)
 
     async def write(body: bytes, more: bool) -> None:
         if watch.gone.is_set():

@@ -176,7 +176,7 @@ class Telemetry:
         self.active_streams.add(1, self._by_type(record.request_type))
         return _recording(self.tracer.start_span("chatkit.turn"))
 
-    def finish_turn(self, scope: _SpanScope | None, record: RequestRecord, duration: float) -> None:
+    def finish_turn(self, record: RequestRecord, scope: _SpanScope | None) -> None:
         """Close the turn span and record the turn's metrics."""
         stats = record.stats
         assert stats is not None
