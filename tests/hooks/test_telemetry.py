@@ -405,3 +405,27 @@ async def test_store_calls_outside_a_request_follow_the_current_span(otel: Otel)
     job = otel.span("nightly job")
     load = otel.span("chatkit.store.load_thread")
     assert load.parent is not None and load.parent.span_id == job.context.span_id
+
+
+async def test_a_request_leaves_no_tracing_state_behind_in_its_caller(
+    world: World, otel: Otel
+) -> None:
+    # The in-process client runs the app in the caller's task. A sampled-out request
+    # (also one that fails) must not leave its "records nothing" mark there: the
+    # caller's own store calls under its own spans are traced as before.
+    provider = TracerProvider(sampler=_NotRequests())
+    provider.add_span_processor(SimpleSpanProcessor(otel.exporter))
+    app = world.app(tracer_provider=provider, meter_provider=otel.meter_provider)
+    thread_id = (await world.request("threads.get_by_id"))[0]["params"]["thread_id"]
+    async with ChatKitTestClient(app) as client:
+        ok = await client.post({"type": "threads.get_by_id", "params": {"thread_id": thread_id}})
+        missing = await client.post({"type": "threads.get_by_id", "params": {"thread_id": "x"}})
+    assert (ok.status_code, missing.status_code) == (200, 404)
+    otel.exporter.clear()
+
+    traced_store = app.engine.store
+    assert isinstance(traced_store, TracedStore)
+    with provider.get_tracer("job").start_as_current_span("job"):
+        await traced_store.load_thread(thread_id, {"user": "alice"})
+
+    assert [span.name for span in otel.spans()] == ["chatkit.store.load_thread", "job"]
