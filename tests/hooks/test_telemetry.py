@@ -337,13 +337,19 @@ class _NotRequests(Sampler):
         return "not chatkit.request"
 
 
+def _requests_sampled_out(otel: Otel) -> TracerProvider:
+    """A provider that drops `chatkit.request` spans and exports every other to `otel`."""
+    provider = TracerProvider(sampler=_NotRequests())
+    provider.add_span_processor(SimpleSpanProcessor(otel.exporter))
+    return provider
+
+
 async def test_a_request_that_records_nothing_makes_no_store_spans(
     world: World, otel: Otel
 ) -> None:
     # Store spans are children of a recorded span: under a sampled-out request span
     # they would be orphans, so none is made (and none costs anything).
-    provider = TracerProvider(sampler=_NotRequests())
-    provider.add_span_processor(SimpleSpanProcessor(otel.exporter))
+    provider = _requests_sampled_out(otel)
     app = world.app(tracer_provider=provider, meter_provider=otel.meter_provider)
     async with ChatKitTestClient(app) as client:
         thread_id = (await client.create_thread("hello"))[0].thread.id  # type: ignore[union-attr]
@@ -413,8 +419,7 @@ async def test_a_request_leaves_no_tracing_state_behind_in_its_caller(
     # The in-process client runs the app in the caller's task. A sampled-out request
     # (also one that fails) must not leave its "records nothing" mark there: the
     # caller's own store calls under its own spans are traced as before.
-    provider = TracerProvider(sampler=_NotRequests())
-    provider.add_span_processor(SimpleSpanProcessor(otel.exporter))
+    provider = _requests_sampled_out(otel)
     app = world.app(tracer_provider=provider, meter_provider=otel.meter_provider)
     thread_id = (await world.request("threads.get_by_id"))[0]["params"]["thread_id"]
     async with ChatKitTestClient(app) as client:

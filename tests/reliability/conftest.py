@@ -61,6 +61,23 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, log: 
     raise RuntimeError(f"{what} did not listen within {PATIENCE}s")
 
 
+def kill_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL, and wait for the process to be gone (nothing if it already exited)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGKILL)
+        process.wait(PATIENCE)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM; SIGKILL if it is still running after `PATIENCE` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(PATIENCE)
+        except subprocess.TimeoutExpired:
+            kill_process(process)
+
+
 def unique_database() -> str:
     """A database name no other test uses."""
     return f"chatkit_reliability_{uuid.uuid4().hex[:12]}"
@@ -125,20 +142,13 @@ class UvicornProcess:
 
     def kill(self) -> None:
         """SIGKILL: the worker dies on the spot."""
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(PATIENCE)
+        kill_process(self.process)
 
     def wait(self, timeout: float = PATIENCE) -> int:
         return self.process.wait(timeout)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(PATIENCE)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(PATIENCE)
+        stop_process(self.process)
 
 
 @pytest.fixture
@@ -216,18 +226,12 @@ class RestartableMongo:
         raise RuntimeError("SecantusDB did not answer a ping")
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(PATIENCE)
+        if self.process is not None:
+            kill_process(self.process)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(PATIENCE)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(PATIENCE)
+        if self.process is not None:
+            stop_process(self.process)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ same file and loads the thread.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,8 @@ import httpx
 import pytest
 
 from chatkit_asgi.testing import parse_sse
+
+from .conftest import kill_process, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT = 0.2
@@ -65,13 +66,10 @@ class Worker:
         raise RuntimeError("the worker did not start")
 
     def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
+        kill_process(self.process)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+        stop_process(self.process)
 
 
 @pytest.fixture

@@ -413,6 +413,33 @@ async def _restart(server: RestartableMongo) -> None:
     await anyio.to_thread.run_sync(server.start)
 
 
+async def _killed_mid_reply(
+    client: ChatKitTestClient,
+    thread_id: str,
+    replier: Replier,
+    server: RestartableMongo,
+    *,
+    streaming_for: float = 0.0,
+) -> httpx.Response:
+    """A turn whose answer is held until MongoDB has been killed (`streaming_for`
+    seconds after the answer began), then let go; its response."""
+    outcome: dict[str, httpx.Response] = {}
+
+    async def held_turn() -> None:
+        outcome["response"] = await post(
+            client, "threads.add_user_message", thread_id=thread_id, input=user_input("hold")
+        )
+
+    with anyio.fail_after(PATIENCE * 2):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(held_turn)
+            await replier.holding.wait()  # the user message is stored by now
+            await anyio.sleep(streaming_for)
+            await anyio.to_thread.run_sync(server.kill)
+            replier.gate.set()  # the answer is done, and cannot be stored
+    return outcome["response"]
+
+
 @mongo_outage
 async def test_mongodb_killed_mid_reply_gives_a_retryable_error_and_heals(
     restartable_mongo: RestartableMongo,
@@ -424,21 +451,9 @@ async def test_mongodb_killed_mid_reply_gives_a_retryable_error_and_heals(
     try:
         async with ChatKitTestClient(app, headers={"x-user": "alice"}) as alice:
             thread_id = await new_thread(alice)
-            outcome: dict[str, httpx.Response] = {}
-
-            async def held_turn() -> None:
-                outcome["response"] = await post(
-                    alice, "threads.add_user_message", thread_id=thread_id, input=user_input("hold")
-                )
-
-            with anyio.fail_after(PATIENCE * 2):
-                async with anyio.create_task_group() as tasks:
-                    tasks.start_soon(held_turn)
-                    await replier.holding.wait()  # the user message is stored by now
-                    await anyio.to_thread.run_sync(restartable_mongo.kill)
-                    replier.gate.set()  # the answer is done, and cannot be stored
-            assert_retryable(outcome["response"])
-            assert outcome["response"].status_code == 200
+            response = await _killed_mid_reply(alice, thread_id, replier, restartable_mongo)
+            assert_retryable(response)
+            assert response.status_code == 200
 
             # Down: requests are refused as retryable, not failed.
             down = await post(alice, "threads.get_by_id", thread_id=thread_id)
@@ -515,21 +530,11 @@ async def test_a_checkpointed_answer_cut_by_an_outage_is_a_clean_prefix_and_retr
     try:
         async with ChatKitTestClient(app, headers={"x-user": "alice"}) as alice:
             thread_id = await new_thread(alice)
-            outcome: dict[str, httpx.Response] = {}
-
-            async def held_turn() -> None:
-                outcome["response"] = await post(
-                    alice, "threads.add_user_message", thread_id=thread_id, input=user_input("hold")
-                )
-
-            with anyio.fail_after(PATIENCE * 2):
-                async with anyio.create_task_group() as tasks:
-                    tasks.start_soon(held_turn)
-                    await replier.holding.wait()
-                    await anyio.sleep(0.3)  # a checkpoint of "reply to " is written
-                    await anyio.to_thread.run_sync(restartable_mongo.kill)
-                    replier.gate.set()
-            assert_retryable(outcome["response"])
+            # 0.3 s in, a checkpoint of "reply to " is written.
+            response = await _killed_mid_reply(
+                alice, thread_id, replier, restartable_mongo, streaming_for=0.3
+            )
+            assert_retryable(response)
             await _restart(restartable_mongo)
 
             items = await all_items(store, thread_id, ALICE)

@@ -13,6 +13,7 @@ tests/mongodb/test_leases.py the lease itself.)
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -384,6 +385,26 @@ def mongo_worker(
     return start("tests.reliability._apps:make_app", env=env, factory=True)
 
 
+def as_alice(worker: UvicornProcess) -> ChatKitTestClient:
+    """A client of `worker`, signed in as Alice."""
+    return ChatKitTestClient(base_url=worker.url, headers={"x-user": "alice"})
+
+
+@asynccontextmanager
+async def answering(
+    client: ChatKitTestClient, thread_id: str, message: str
+) -> AsyncIterator[AsyncIterator[ThreadStreamEvent]]:
+    """The stream of a reply to `message`, read up to its first text delta: the
+    thread's turn is taken and the answer is being written."""
+    async with client.open_stream(
+        "threads.add_user_message", {"thread_id": thread_id, "input": user_input(message)}
+    ) as running:
+        async for event in running:
+            if event.type == "thread.item.updated":
+                break
+        yield running
+
+
 def answers(lines: list[str]) -> None:
     """`say <n>` messages each directly followed by their whole answer."""
     assert len(lines) % 2 == 0, lines
@@ -402,7 +423,7 @@ async def test_two_workers_on_one_database_take_turns(
     uvicorn_process: Callable[..., UvicornProcess], mongo_uri: str, database: str
 ) -> None:
     workers = [mongo_worker(uvicorn_process, mongo_uri, database, turn_wait="30") for _ in range(2)]
-    clients = [ChatKitTestClient(base_url=w.url, headers={"x-user": "alice"}) for w in workers]
+    clients = [as_alice(worker) for worker in workers]
     async with clients[0], clients[1]:
         events = await clients[0].create_thread("say 2")
         thread_id = events[0].thread.id  # type: ignore[union-attr]
@@ -424,18 +445,10 @@ async def test_a_busy_thread_is_refused_by_the_other_worker_and_nothing_is_store
 ) -> None:
     first = mongo_worker(uvicorn_process, mongo_uri, database)
     second = mongo_worker(uvicorn_process, mongo_uri, database, turn_wait="0.3")
-    async with (
-        ChatKitTestClient(base_url=first.url, headers={"x-user": "alice"}) as one,
-        ChatKitTestClient(base_url=second.url, headers={"x-user": "alice"}) as two,
-    ):
+    async with as_alice(first) as one, as_alice(second) as two:
         thread_id = (await one.create_thread("say 1"))[0].thread.id  # type: ignore[union-attr]
         with anyio.fail_after(PATIENCE):
-            async with one.open_stream(
-                "threads.add_user_message", {"thread_id": thread_id, "input": user_input("say 60")}
-            ) as running:
-                async for event in running:
-                    if event.type == "thread.item.updated":
-                        break
+            async with answering(one, thread_id, "say 60") as running:
                 with pytest.raises(ProtocolHTTPError) as busy:
                     await two.add_message(thread_id, "say 5")
                 assert (busy.value.status, busy.value.code) == (409, "thread_busy")
@@ -456,18 +469,10 @@ async def test_a_killed_workers_turn_passes_to_another_after_the_lease_ttl(
     settings = {"lease_ttl": "1.5", "turn_wait": "10"}
     doomed = mongo_worker(uvicorn_process, mongo_uri, database, **settings)
     survivor = mongo_worker(uvicorn_process, mongo_uri, database, **settings)
-    async with (
-        ChatKitTestClient(base_url=doomed.url, headers={"x-user": "alice"}) as one,
-        ChatKitTestClient(base_url=survivor.url, headers={"x-user": "alice"}) as two,
-    ):
+    async with as_alice(doomed) as one, as_alice(survivor) as two:
         thread_id = (await one.create_thread("say 1"))[0].thread.id  # type: ignore[union-attr]
         with anyio.fail_after(PATIENCE):
-            async with one.open_stream(
-                "threads.add_user_message", {"thread_id": thread_id, "input": user_input("forever")}
-            ) as running:
-                async for event in running:
-                    if event.type == "thread.item.updated":
-                        break
+            async with answering(one, thread_id, "forever"):
                 doomed.kill()  # holding the thread's turn
             events = await two.add_message(thread_id, "say 3")
         assert events[-1].type == "thread.item.done"
