@@ -20,6 +20,12 @@ Nothing is stored and the responder does not run. A refused non-streaming reques
 answers 429 with a `Retry-After` header and the JSON error body
 `{"error": {"code": "rate_limited", "message": ..., "details": [{"retry_after": s}]}}`.
 
+A hook that decides only some request types says which in a `request_types`
+attribute (any container of type names); the app then admits the others without
+awaiting it, so a hook about turns costs nothing on the reads around them::
+
+    admit.request_types = TURN_REQUEST_TYPES
+
 `TokenBucketLimiter` is a ready hook: a token bucket per tenant, in memory
 (`InMemoryBuckets`, one process) or in MongoDB
 (`chatkit_asgi.ratelimit_mongodb.MongoBuckets`, shared by every worker). Another
@@ -32,14 +38,16 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Container, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from .errors import ChatKitError
 from .types import ErrorEvent, NoticeEvent, ThreadMetadata, ThreadStreamEvent
+from .types.requests import NonStreamingReq, StreamingReq
 
 __all__ = [
+    "REQUEST_TYPES",
     "TURN_REQUEST_TYPES",
     "Admission",
     "BucketBackend",
@@ -57,17 +65,16 @@ logger = logging.getLogger("chatkit_asgi")
 RefusalLevel = Literal["notice", "error"]
 """How a refused streaming request shows: a `notice` event or an `error` event."""
 
-TURN_REQUEST_TYPES = frozenset(
-    {
-        "threads.create",
-        "threads.add_user_message",
-        "threads.add_client_tool_output",
-        "threads.add_structured_input",
-        "threads.retry_after_item",
-        "threads.custom_action",
-    }
-)
+
+def _type_names(union: Any) -> frozenset[str]:
+    return frozenset(str(model.model_fields["type"].default) for model in get_args(union))
+
+
+TURN_REQUEST_TYPES = _type_names(StreamingReq)
 """The request types that start a turn (the streaming ones)."""
+
+REQUEST_TYPES = TURN_REQUEST_TYPES | _type_names(NonStreamingReq)
+"""Every request type of the protocol."""
 
 
 @dataclass(frozen=True)
@@ -112,22 +119,43 @@ class Refusal:
 
 
 Admission = Callable[[Any, str, ThreadMetadata | None], Awaitable[Refusal | None]]
-"""An admission hook: `(context, request_type, thread) -> Refusal | None` (None admits)."""
+"""An admission hook: `(context, request_type, thread) -> Refusal | None` (None admits).
+
+It may carry a `request_types` attribute: the request types it is asked about."""
+
+
+def asked_types(hook: Admission | None) -> frozenset[str]:
+    """The request types `hook` is awaited for: its `request_types`, or every type."""
+    if hook is None:
+        return frozenset()
+    wanted: Container[str] | None = getattr(hook, "request_types", None)
+    if wanted is None:
+        return REQUEST_TYPES
+    return frozenset(name for name in REQUEST_TYPES if name in wanted)
+
+
+class _Combined:
+    """Hooks run in order; each is asked only about its own request types."""
+
+    def __init__(self, hooks: tuple[Admission, ...]) -> None:
+        self.hooks = [(hook, asked_types(hook)) for hook in hooks]
+        self.request_types = frozenset().union(*(asked for _, asked in self.hooks))
+
+    async def __call__(
+        self, context: Any, request_type: str, thread: ThreadMetadata | None
+    ) -> Refusal | None:
+        for hook, asked in self.hooks:
+            if request_type in asked:
+                refusal = await hook(context, request_type, thread)
+                if refusal is not None:
+                    return refusal
+        return None
 
 
 def combine(*hooks: Admission) -> Admission:
-    """One hook that runs `hooks` in order and returns the first refusal."""
-
-    async def admit(
-        context: Any, request_type: str, thread: ThreadMetadata | None
-    ) -> Refusal | None:
-        for hook in hooks:
-            refusal = await hook(context, request_type, thread)
-            if refusal is not None:
-                return refusal
-        return None
-
-    return admit
+    """One hook that runs `hooks` in order and returns the first refusal (it asks
+    each hook only about the request types it names, see `request_types`)."""
+    return _Combined(hooks)
 
 
 def turns_only(request_type: str) -> float:
@@ -220,7 +248,9 @@ class TokenBucketLimiter:
         backend: where buckets live; `InMemoryBuckets()` by default (per process).
             Use `MongoBuckets` for a limit shared by all workers.
         cost: tokens a request type costs; 0 lets it in without touching the backend.
-            Costs above `burst` are capped at `burst`.
+            Costs above `burst` are capped at `burst`. The limiter's `request_types`
+            are the types that cost tokens when it is built: the app does not even
+            await it for the others.
         name: the prefix of the bucket keys, so several limiters share a backend.
         message: what a refused user is told.
         level: how a refused turn shows (`error` or `notice` event).
@@ -255,6 +285,8 @@ class TokenBucketLimiter:
             self.cost: Callable[[str], float] = lambda request_type: costs.get(request_type, 0.0)
         else:
             self.cost = cost
+        self.request_types = frozenset(name for name in REQUEST_TYPES if self.cost(name) > 0)
+        """The request types that cost tokens (the app asks the limiter about no other)."""
         self.name = name
         self.message = message
         self.level: RefusalLevel = level

@@ -25,7 +25,7 @@ import anyio
 from pydantic import TypeAdapter, ValidationError
 
 from ._pipeline import Emit, ReplyPipeline, as_async_generator, emit_error, is_hidden
-from .admission import Admission, Refusal
+from .admission import Admission, Refusal, asked_types
 from .errors import (
     ConflictError,
     ErrorCode,
@@ -276,7 +276,7 @@ class Engine:
         self.turn_wait = turn_wait
         self.cleanup_timeout = cleanup_timeout
         self.checkpoint_interval = checkpoint_interval
-        self.admission = admission  # asked before every turn and JSON request
+        self.admission = admission
         self._locks = _TurnLocks()
 
     # -- parsing -----------------------------------------------------------------
@@ -346,7 +346,7 @@ class Engine:
                     return await self._prepare_custom_action(request, context, http_request)
                 case _:
                     thread = None
-                    if self.admission is not None:
+                    if request.type in self._admission_types:
                         thread = await self._admission_thread(request, context)
                         await self._admit(request.type, context, thread)
                     return JSONResult(await self._answer(request, context, http_request, thread))
@@ -358,11 +358,21 @@ class Engine:
 
     # -- admission -------------------------------------------------------------
 
+    @property
+    def admission(self) -> Admission | None:
+        """The hook asked before every turn and JSON request (of the types it names)."""
+        return self._admission
+
+    @admission.setter
+    def admission(self, hook: Admission | None) -> None:
+        self._admission = hook
+        self._admission_types = asked_types(hook)
+
     async def _admit(self, request_type: str, context: Any, thread: ThreadMetadata | None) -> None:
         """Ask the admission hook; a refusal stops `prepare` before the turn is taken."""
-        if self.admission is None:
+        if self._admission is None or request_type not in self._admission_types:
             return
-        refusal = await self.admission(context, request_type, thread)
+        refusal = await self._admission(context, request_type, thread)
         if refusal is not None:
             raise _Refused(refusal, thread)
 

@@ -179,54 +179,44 @@ class RequestObserver:
         return None if tenant is None else tenant_hash(str(tenant))
 
 
-_NO_CONTEXT: Any = None
-
-
 class RequestRecord:
-    """What is known about one request as it is handled; logged when it ends."""
+    """What is known about one request as it is handled; logged when it ends.
 
-    __slots__ = (
-        "_flag",
-        "_span",
-        "_tenant_hash",
-        "_turn_span",
-        "context",
-        "disconnect_policy",
-        "error_code",
-        "input_text",
-        "observer",
-        "path",
-        "refused",
-        "request_type",
-        "run_id",
-        "started",
-        "stats",
-        "status",
-        "thread_id",
-        "turn_outcome",
-        "turn_started",
-    )
+    A request sets only what it learns: the fields below default on the class, and
+    what is derived from the request (its type, thread, text) is worked out when a
+    log record or a recorded span asks, so a request nobody logs or samples pays for
+    little more than its clock reading.
+    """
+
+    request: ChatKitReq | None = None
+    """The parsed request, once there is one."""
+    context: Any = None
+    """The request context, once built."""
+    status: int | None = None
+    """The HTTP status sent (None: none yet)."""
+    error_code: str | None = None
+    """The error code of the response or the turn, when there was one."""
+    run_id: str | None = None
+    """The streaming reply's run id."""
+    stats: ReplyStats | None = None
+    """The streaming reply's counters."""
+    refused: bool = False
+    """Whether the admission hook refused the turn."""
+    turn_outcome: str | None = None
+    """How the turn ended (see the module docs)."""
+    disconnect_policy: str | None = None
+    """The turn's disconnect policy: `cancel` or `continue`."""
+    turn_started = 0.0
+    _turn_thread_id: str | None = None
+    _tenant_hash: str | bool | None = False  # False: not computed yet
+    _span: _SpanScope | None = None
+    _turn_span: _SpanScope | None = None
+    _flag: Token[bool | None] | None = None
 
     def __init__(self, observer: RequestObserver, scope: Any) -> None:
         self.observer = observer
+        self.scope = scope
         self.started = time.perf_counter()
-        self.path: str = scope.get("path", "")
-        self.request_type: str | None = None
-        self.thread_id: str | None = None
-        self.run_id: str | None = None
-        self.context: Any = _NO_CONTEXT
-        self.status: int | None = None
-        self.error_code: str | None = None
-        self.input_text: str | None = None
-        self.stats: ReplyStats | None = None
-        self.turn_started = 0.0
-        self.turn_outcome: str | None = None
-        self.disconnect_policy: str | None = None
-        self.refused = False
-        self._tenant_hash: str | bool | None = False  # False: not computed yet
-        self._span: _SpanScope | None = None
-        self._turn_span: _SpanScope | None = None
-        self._flag: Token[bool | None] | None = None
         telemetry = observer.telemetry
         if telemetry is not None:
             self._span, self._flag = telemetry.start_request()
@@ -235,20 +225,8 @@ class RequestRecord:
 
     def parsed(self, request: ChatKitReq, context: Any) -> None:
         """The request was parsed and its context built."""
-        self.request_type = request.type
+        self.request = request
         self.context = context
-        thread_id = getattr(request.params, "thread_id", None)
-        if isinstance(thread_id, str):
-            self.thread_id = thread_id
-        if self.observer.log_content:
-            message = getattr(request.params, "input", None)
-            content = getattr(message, "content", None)
-            if isinstance(content, list):
-                self.input_text = "".join(
-                    part.text
-                    for part in content
-                    if isinstance(part, UserMessageTextContent | UserMessageTagContent)
-                )
 
     def answered(self, status: int = 200) -> None:
         """A JSON answer was sent."""
@@ -263,8 +241,7 @@ class RequestRecord:
         """The streaming reply `plan` is about to run; returns the counters it keeps."""
         self.status = 200
         self.run_id = plan.run_id
-        if plan.thread_id is not None:
-            self.thread_id = plan.thread_id
+        self._turn_thread_id = plan.thread_id
         self.refused = plan.refusal is not None
         if plan.refusal is not None:
             self.error_code = plan.refusal.code
@@ -325,7 +302,6 @@ class RequestRecord:
 
     def end(self, error: BaseException | None = None) -> None:
         """The request is over: log it, close its span."""
-        duration = time.perf_counter() - self.started
         if error is not None and self.status is None:
             # Not an HTTP refusal: a bug, or the server cancelled the request.
             self.status = 500 if isinstance(error, Exception) else None
@@ -336,6 +312,7 @@ class RequestRecord:
             self._span = self._flag = None
         level = logging.WARNING if (self.status or 0) >= 500 else logging.INFO
         if logger.isEnabledFor(level):
+            duration = time.perf_counter() - self.started
             outcome = self.outcome
             fields: dict[str, Any] = {
                 "kind": "request",
@@ -351,8 +328,9 @@ class RequestRecord:
                 "events": self.stats.events if self.stats is not None else None,
                 "bytes": self.stats.bytes if self.stats is not None else None,
             }
-            if self.input_text is not None:
-                fields["input_text"] = self.input_text
+            input_text = self.input_text
+            if input_text is not None:
+                fields["input_text"] = input_text
             _log(
                 level,
                 "request %s %s -> %s %s in %.1f ms",
@@ -361,6 +339,40 @@ class RequestRecord:
             )
 
     # -- derived ---------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The URL path (no query string)."""
+        path: str = self.scope.get("path", "")
+        return path
+
+    @property
+    def request_type(self) -> str | None:
+        """The envelope's `type`, once parsed."""
+        return None if self.request is None else self.request.type
+
+    @property
+    def thread_id(self) -> str | None:
+        """The thread the request acts on (the new one for `threads.create`), if any."""
+        if self._turn_thread_id is not None:
+            return self._turn_thread_id
+        thread_id = getattr(getattr(self.request, "params", None), "thread_id", None)
+        return thread_id if isinstance(thread_id, str) else None
+
+    @property
+    def input_text(self) -> str | None:
+        """The user's message text, with `log_content` only."""
+        if not self.observer.log_content:
+            return None
+        message = getattr(getattr(self.request, "params", None), "input", None)
+        content = getattr(message, "content", None)
+        if not isinstance(content, list):
+            return None
+        return "".join(
+            part.text
+            for part in content
+            if isinstance(part, UserMessageTextContent | UserMessageTagContent)
+        )
 
     @property
     def outcome(self) -> str:

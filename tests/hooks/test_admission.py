@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from chatkit_asgi import Refusal
-from chatkit_asgi.admission import combine
+from chatkit_asgi.admission import REQUEST_TYPES, combine
 from chatkit_asgi.testing import ChatKitTestClient, parse_sse, user_input
 from chatkit_asgi.types import ThreadMetadata
 
@@ -178,3 +178,68 @@ async def test_combine_returns_the_first_refusal(world: World) -> None:
     assert response.json()["error"]["message"] == "second says no"
     assert len(first.asked) == len(second.asked) == 1
     assert third.asked == []
+
+
+# -- hooks that name their request types ------------------------------------------------
+
+
+class TurnGate(Gate):
+    """A `Gate` that says it decides turns only."""
+
+    request_types = frozenset(STREAMING_TYPES)
+
+
+@pytest.mark.parametrize("request_type", STREAMING_TYPES + JSON_TYPES)
+async def test_a_hook_is_asked_only_about_the_request_types_it_names(
+    world: World, request_type: str
+) -> None:
+    gate = TurnGate(Refusal("turns are closed"))
+    body, thread_id = await world.request(request_type)
+    async with ChatKitTestClient(world.app(admission=gate)) as client:
+        response = await client.post(body)
+
+    if request_type in STREAMING_TYPES:
+        assert gate.asked == [(ALICE, request_type, thread_id)]
+        assert parse_sse(response.content)[0]["message"] == "turns are closed"
+    else:
+        assert gate.asked == []  # not even awaited
+        assert response.status_code == 200, response.text
+
+
+async def test_a_request_type_the_hook_does_not_name_still_needs_its_thread(world: World) -> None:
+    gate = TurnGate()
+    async with ChatKitTestClient(world.app(admission=gate)) as client:
+        response = await client.post(
+            {"type": "threads.get_by_id", "params": {"thread_id": "thr_missing"}}
+        )
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "thread_not_found"
+
+
+async def test_combine_asks_each_hook_about_its_own_request_types(world: World) -> None:
+    turns, everything = TurnGate(), Gate(Refusal("everything says no"))
+    lists = Gate(Refusal("lists say no"))
+    lists.request_types = {"threads.list"}  # type: ignore[attr-defined]
+    combined = combine(turns, lists, everything)
+    async with ChatKitTestClient(world.app(admission=combined)) as client:
+        listed = await client.post({"type": "threads.list", "params": {}})
+        created = await client.post(
+            {"type": "threads.create", "params": {"input": user_input("hi")}}
+        )
+
+    assert listed.json()["error"]["message"] == "lists say no"
+    assert parse_sse(created.content)[0]["message"] == "everything says no"
+    assert [asked[1] for asked in turns.asked] == ["threads.create"]
+    assert [asked[1] for asked in lists.asked] == ["threads.list"]
+    assert [asked[1] for asked in everything.asked] == ["threads.create"]  # lists refused first
+
+
+def test_combine_names_the_request_types_of_its_hooks() -> None:
+    lists = Gate()
+    lists.request_types = ["threads.list", "no.such.type"]  # type: ignore[attr-defined]
+    assert combine(TurnGate(), lists).request_types == {  # type: ignore[attr-defined]
+        *STREAMING_TYPES,
+        "threads.list",
+    }
+    assert combine(TurnGate(), Gate()).request_types == REQUEST_TYPES  # type: ignore[attr-defined]

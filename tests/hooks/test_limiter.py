@@ -10,7 +10,12 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from chatkit_asgi import ChatKitApp, Refusal, StoreUnavailableError, TokenBucketLimiter
-from chatkit_asgi.admission import InMemoryBuckets, every_request
+from chatkit_asgi.admission import (
+    REQUEST_TYPES,
+    TURN_REQUEST_TYPES,
+    InMemoryBuckets,
+    every_request,
+)
 from chatkit_asgi.ratelimit_mongodb import MongoBuckets
 from chatkit_asgi.stores import MemoryStore
 from chatkit_asgi.testing import ChatKitTestClient, parse_sse, user_input
@@ -256,3 +261,32 @@ async def test_mongodb_buckets_work_with_motor(mongo_uri: str, database_name: st
     finally:
         await client.drop_database(database_name)
         client.close()
+
+
+async def test_the_app_asks_the_limiter_only_about_request_types_that_cost() -> None:
+    class CountingBuckets(InMemoryBuckets):
+        def __init__(self) -> None:
+            super().__init__()
+            self.keys: list[str] = []
+
+        async def take(self, key: str, tokens: float, rate: float, burst: float) -> float:
+            self.keys.append(key)
+            return await super().take(key, tokens, rate, burst)
+
+    limiter = TokenBucketLimiter(
+        1, per=3600, tenant=by_user, cost={"threads.list": 1}, backend=CountingBuckets()
+    )
+    assert limiter.request_types == {"threads.list"}
+    assert TokenBucketLimiter(1, tenant=by_user).request_types == TURN_REQUEST_TYPES
+    assert TokenBucketLimiter(1, tenant=by_user, cost=every_request).request_types == (
+        REQUEST_TYPES
+    )
+    async with ChatKitTestClient(limited_app(limiter)) as client:
+        first = await client.post({"type": "threads.list", "params": {}})
+        second = await client.post({"type": "threads.list", "params": {}})
+        response = await client.post(CREATE)  # free: the limiter is not asked
+
+    assert first.status_code == 200
+    assert second.status_code == 429
+    assert created(response)
+    assert limiter.backend.keys == ["chatkit:alice", "chatkit:alice"]  # type: ignore[attr-defined]
