@@ -21,8 +21,9 @@ answers 429 with a `Retry-After` header and the JSON error body
 `{"error": {"code": "rate_limited", "message": ..., "details": [{"retry_after": s}]}}`.
 
 A hook that decides only some request types says which in a `request_types`
-attribute (any container of type names); the app then admits the others without
-awaiting it, so a hook about turns costs nothing on the reads around them::
+attribute (any container of type names, read when the app is built); the app then
+admits the others without awaiting it, so a hook about turns costs nothing on the
+reads around them::
 
     admit.request_types = TURN_REQUEST_TYPES
 
