@@ -356,7 +356,7 @@ class RequestRecord:
         """The thread the request acts on (the new one for `threads.create`), if any."""
         if self._turn_thread_id is not None:
             return self._turn_thread_id
-        thread_id = getattr(getattr(self.request, "params", None), "thread_id", None)
+        thread_id = self._param("thread_id")
         return thread_id if isinstance(thread_id, str) else None
 
     @property
@@ -364,8 +364,7 @@ class RequestRecord:
         """The user's message text, with `log_content` only."""
         if not self.observer.log_content:
             return None
-        message = getattr(getattr(self.request, "params", None), "input", None)
-        content = getattr(message, "content", None)
+        content = getattr(self._param("input"), "content", None)
         if not isinstance(content, list):
             return None
         return "".join(
@@ -373,6 +372,10 @@ class RequestRecord:
             for part in content
             if isinstance(part, UserMessageTextContent | UserMessageTagContent)
         )
+
+    def _param(self, name: str) -> Any:
+        """A parameter of the request, or None (not parsed yet, or not of its type)."""
+        return None if self.request is None else getattr(self.request.params, name, None)
 
     @property
     def outcome(self) -> str:
