@@ -16,11 +16,13 @@ The parts, for responders that do more:
 - `stream_agent_response(context, result)`: a `Runner.run_streamed` result as
   ChatKit events;
 - `ThreadItemConverter` / `simple_to_agent_input`: thread history as agent input;
-- `run_agent(turn, agent)`: the three together for one turn.
+- `run_agent(turn, agent)`: the three together for one turn;
+- `accumulate_text`: re-exported from `chatkit_asgi.widgets`, where openai-chatkit had it.
 
 Names follow openai-chatkit's `chatkit.agents`, so moving is a change of imports.
 """
 
+from ..widgets.streaming import accumulate_text
 from .context import AgentContext, ClientToolCall
 from .events import ResponseStreamConverter, stream_agent_response
 from .input import ThreadItemConverter, simple_to_agent_input
@@ -32,6 +34,7 @@ __all__ = [
     "ClientToolCall",
     "ResponseStreamConverter",
     "ThreadItemConverter",
+    "accumulate_text",
     "run_agent",
     "simple_to_agent_input",
     "stream_agent_response",
