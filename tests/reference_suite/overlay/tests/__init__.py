@@ -1,0 +1,1 @@
+"""The reference's test package (its helpers are ours)."""
