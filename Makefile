@@ -45,7 +45,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check chatkit_asgi tests examples
 	$(BIN)/mypy chatkit_asgi
 
-test: lint /usr/bin/chromium
+# The ChatKit web component's SSE client (npm), which tests/streaming reads replies with.
+JS_TESTS := tests/js/node_modules/.package-lock.json
+$(JS_TESTS): tests/js/package-lock.json
+	cd tests/js && npm ci --no-audit --no-fund
+
+test: lint /usr/bin/chromium $(JS_TESTS)
 	$(BIN)/python -m pytest
 
 # Storage-side enforcement of presigned uploads, against LocalStack with signature

@@ -1,6 +1,6 @@
 """The reply pipeline: a responder's events, persisted and filtered on their way out.
 
-For each event: its side effect on the store first (`done` adds, `replaced`
+For each event: its side effect on the store first (`done` stores, `replaced`
 upserts, `removed` deletes, `added`/`updated` are tracked as pending), then the
 client sees it unless it is hidden context. A change the responder made to the
 thread is saved and announced with `thread.updated`.
@@ -8,6 +8,10 @@ thread is saved and announced with `thread.updated`.
 Streaming assistant text is checkpointed to the store at most once per
 `checkpoint_interval`, so a worker killed mid-reply loses at most that much of
 the answer; the final `done` overwrites the checkpoint in place.
+
+An item goes through `add_thread_item` once per reply and through `save_item`
+after that (see `_StoredItems`): stores written to the reference's contract may
+make `add_thread_item` a plain INSERT that fails on an id already stored.
 """
 
 from __future__ import annotations
@@ -20,9 +24,16 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 from pydantic import BaseModel, TypeAdapter
+from starlette.exceptions import HTTPException
 
-from .errors import BaseStreamError, CustomStreamError, ErrorCode, StreamError
-from .store import Store, StoreUnavailableError
+from .errors import (
+    BaseStreamError,
+    CustomStreamError,
+    ErrorCode,
+    StreamError,
+    error_from_http_exception,
+)
+from .store import NotFoundError, Store, StoreUnavailableError
 from .turn import Turn
 from .types import (
     AssistantMessageContent,
@@ -91,8 +102,9 @@ class ReplyPipeline:
         self.thread_response = thread_response
         self.cleanup_timeout = cleanup_timeout
         self.pending = _PendingItems()
+        self.items = _StoredItems(store, turn.thread.id, turn.context)
         self.checkpoints = (
-            _Checkpoints(store, turn.thread.id, turn.context, self.pending, checkpoint_interval)
+            _Checkpoints(self.items, self.pending, checkpoint_interval)
             if checkpoint_interval
             else None
         )
@@ -135,6 +147,19 @@ class ReplyPipeline:
             # a retry of the whole reply, and a reload shows no half answer.
             await self._drop_unfinished()
             await self._fail(_error_event(exc))
+        except HTTPException as exc:
+            # App code written for an HTTP endpoint refuses this way; the status can no
+            # longer be sent, so its detail is shown as a custom error (4xx: no retry).
+            logger.info(
+                "HTTPException %s during a reply on thread %s",
+                exc.status_code,
+                self.turn.thread.id,
+            )
+            await self._drop_unfinished()
+            message = error_from_http_exception(exc).message
+            await self._fail(
+                ErrorEvent(code="custom", message=message, allow_retry=exc.status_code >= 500)
+            )
         except StoreUnavailableError:
             logger.warning("store unavailable during a reply on thread %s", self.turn.thread.id)
             await self._fail(ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True))
@@ -164,8 +189,14 @@ class ReplyPipeline:
                 if self.pending.update(event) and self.checkpoints is not None:
                     self.checkpoints.due()
             case ThreadItemDoneEvent():
-                async with self._writing(event.item.id):
-                    await self.store.add_thread_item(thread_id, event.item, context)
+                item = event.item
+                async with self._writing(item.id) as announced:
+                    if not announced and isinstance(item, WorkflowItem) and item not in self.items:
+                        # A workflow left open by an earlier reply (for a client tool
+                        # call) is continued and ended without a new `added`: it may
+                        # be stored already. Only workflows carry over between replies.
+                        await self.items.adopt(item.id)
+                    await self.items.put(item)
                 if self.stats is not None:
                     self.stats.done(event.item)
                 return not is_hidden(event.item)
@@ -174,12 +205,19 @@ class ReplyPipeline:
                     return False
                 self.pending.add(event.item)
             case ThreadItemReplacedEvent():
-                async with self._writing(event.item.id):
-                    await self.store.save_item(thread_id, event.item, context)
-                return not is_hidden(event.item)
+                item = event.item
+                async with self._writing(item.id) as announced:
+                    if announced or item in self.items:
+                        # An item of this reply: added now if nothing stored it yet.
+                        await self.items.put(item)
+                    else:
+                        # An item of an earlier reply, updated in place (the reference
+                        # calls `save_item` here too).
+                        await self.store.save_item(thread_id, item, context)
+                return not is_hidden(item)
             case ThreadItemRemovedEvent():
                 async with self._writing(event.item_id):
-                    await self.store.delete_thread_item(thread_id, event.item_id, context)
+                    await self.items.delete(event.item_id)
             case ErrorEvent():
                 if self.stats is not None:
                     self.stats.error(event.code)
@@ -199,9 +237,9 @@ class ReplyPipeline:
                 if isinstance(item, AssistantMessageItem) and any(
                     part.text.strip() for part in item.content
                 ):
-                    await self.store.add_thread_item(thread.id, item, context)
+                    await self.items.put(item)  # over its checkpoint, if there is one
                 elif self.checkpoints is not None and item.id in self.checkpoints.written:
-                    await self.store.delete_thread_item(thread.id, item.id, context)
+                    await self.items.delete(item.id)
             # Without this note the next reply may continue the interrupted answer.
             note = SDKHiddenContextItem(
                 id=self.store.generate_item_id("sdk_hidden_context", thread, context),
@@ -209,7 +247,7 @@ class ReplyPipeline:
                 created_at=Turn.now(),
                 content=_CANCELLED_NOTE,
             )
-            await self.store.add_thread_item(thread.id, note, context)
+            await self.items.put(note)
             if _changed(thread, self._saved_thread):  # e.g. a title set just before the cancel
                 await self.store.save_thread(thread, context)
         except Exception:
@@ -225,25 +263,28 @@ class ReplyPipeline:
         async with self.checkpoints.lock:
             for item_id in list(self.checkpoints.written):
                 if self.pending.has(item_id):
-                    await self.store.delete_thread_item(
-                        self.turn.thread.id, item_id, self.turn.context
-                    )
+                    await self.items.delete(item_id)
             self.checkpoints.written.clear()
 
 
 class _Finishing:
-    """Around the write that finishes an item: no checkpoint of it may land after it."""
+    """Around the write that finishes an item: no checkpoint of it may land after it.
+
+    Entering it says whether the item was announced (`added`) in this reply.
+    """
 
     def __init__(self, pipeline: ReplyPipeline, item_id: str) -> None:
         self._pipeline = pipeline
         self._item_id = item_id
 
-    async def __aenter__(self) -> None:
+    async def __aenter__(self) -> bool:
+        announced = self._pipeline.pending.has(self._item_id)
         self._pipeline.pending.discard(self._item_id)
         checkpoints = self._pipeline.checkpoints
         if checkpoints is not None:
             await checkpoints.lock.acquire()
             checkpoints.written.discard(self._item_id)
+        return announced
 
     async def __aexit__(self, *exc: object) -> None:
         checkpoints = self._pipeline.checkpoints
@@ -251,20 +292,51 @@ class _Finishing:
             checkpoints.lock.release()
 
 
-class _Checkpoints:
-    """Saves streaming assistant messages at most once per `interval` while text flows."""
+class _StoredItems:
+    """Writes a reply's items: `add_thread_item` the first time, `save_item` after.
 
-    def __init__(
-        self,
-        store: Store[Any],
-        thread_id: str,
-        context: Any,
-        pending: _PendingItems,
-        interval: float,
-    ) -> None:
+    A store written to the reference's contract may make `add_thread_item` a plain
+    INSERT that fails on an id already stored, so an item this reply has stored
+    (a checkpoint, an earlier `done`) is only ever updated. Our own stores make both
+    an upsert that keeps the item's place, so for them either call does the same.
+    """
+
+    def __init__(self, store: Store[Any], thread_id: str, context: Any) -> None:
         self.store = store
         self.thread_id = thread_id
         self.context = context
+        self._ids: set[str] = set()
+
+    def __contains__(self, item: ThreadItem) -> bool:
+        """Whether this reply stored the item (and did not delete it since)."""
+        return item.id in self._ids
+
+    async def put(self, item: ThreadItem) -> None:
+        """Store the item: added if this reply has not stored it yet, else updated."""
+        if item.id in self._ids:
+            await self.store.save_item(self.thread_id, item, self.context)
+        else:
+            await self.store.add_thread_item(self.thread_id, item, self.context)
+            self._ids.add(item.id)
+
+    async def delete(self, item_id: str) -> None:
+        await self.store.delete_thread_item(self.thread_id, item_id, self.context)
+        self._ids.discard(item_id)
+
+    async def adopt(self, item_id: str) -> None:
+        """Take over an item an earlier reply may have stored: updated if it was."""
+        try:
+            await self.store.load_item(self.thread_id, item_id, self.context)
+        except NotFoundError:
+            return
+        self._ids.add(item_id)
+
+
+class _Checkpoints:
+    """Saves streaming assistant messages at most once per `interval` while text flows."""
+
+    def __init__(self, items: _StoredItems, pending: _PendingItems, interval: float) -> None:
+        self.items = items
         self.pending = pending
         self.interval = interval
         self.lock = anyio.Lock()
@@ -291,7 +363,8 @@ class _Checkpoints:
             async with self.lock:
                 for item in self.pending.finished():
                     if isinstance(item, AssistantMessageItem):
-                        await self.store.add_thread_item(self.thread_id, item, self.context)
+                        # Added by the first checkpoint, updated by the next ones.
+                        await self.items.put(item)
                         self.written.add(item.id)
                         self.saves += 1
 

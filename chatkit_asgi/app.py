@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import anyio
 from starlette.exceptions import HTTPException
@@ -24,7 +24,7 @@ from starlette.requests import Request
 from ._attachments import base_url_scope
 from .admission import Admission
 from .engine import Engine, JSONResult, StreamPlan
-from .errors import ChatKitError
+from .errors import ChatKitError, error_from_http_exception
 from .observability import RequestObserver, RequestRecord, check_health
 from .playground import PlaygroundRoutes
 from .responder import ResponderLike
@@ -55,6 +55,22 @@ ContextFactory = Callable[[Request], Any]
 """Builds the request context from the Starlette `Request`; may be async and may
 raise `HTTPException` (e.g. 401) to refuse the request."""
 
+
+@runtime_checkable
+class ServerLike(Protocol):
+    """A `chatkit_asgi.server.ChatKitServer`, which `ChatKitApp` serves with its stores.
+
+    Recognised by this method rather than by class, so app.py never imports server.py:
+    the compatibility layer sits on top of the engine and the framing, as the app does,
+    and an import from the app down to it would be the start of an import circle (and
+    would load the layer for apps that do not use it).
+    """
+
+    def _chatkit_mount(
+        self, store: Store[Any] | None, attachment_store: AttachmentStore[Any] | None
+    ) -> tuple[ResponderLike, Store[Any], AttachmentStore[Any] | None]: ...
+
+
 DisconnectPolicy = Literal["auto", "cancel", "continue"]
 """What a client disconnect does to a running reply: `cancel` it (saving the partial
 answer), let it `continue` to the end in the background (losing nothing), or `auto`:
@@ -66,7 +82,6 @@ RUN_ID_HEADER = "X-ChatKit-Run-Id"
 """The response header carrying a streaming reply's run id (`Turn.run_id`)."""
 _RUN_ID_HEADER = RUN_ID_HEADER.lower().encode()
 _JSON_TYPES = ("application/json",)
-_HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "rate_limited"}
 
 
 def _configure_logging() -> None:
@@ -170,7 +185,9 @@ class ChatKitApp:
     Args:
         responder: an async-generator function of a `Turn`, or an object with
             `respond` (and optionally `action`, `sync_action`, `add_feedback`,
-            `transcribe`, `stream_options`).
+            `transcribe`, `stream_options`); or a `chatkit_asgi.server.ChatKitServer`,
+            served with its own `store` and `attachment_store` (taken now; passing
+            other stores as well is refused with `TypeError`).
         store: where threads and items live; defaults to `SQLiteStore("chatkit.db")`.
         attachment_store: where attachment bytes live; needed for uploads.
         context: builds the per-request context from the Starlette `Request`.
@@ -213,7 +230,7 @@ class ChatKitApp:
 
     def __init__(
         self,
-        responder: ResponderLike,
+        responder: ResponderLike | ServerLike,
         *,
         store: Store[Any] | None = None,
         attachment_store: AttachmentStore[Any] | None = None,
@@ -238,6 +255,8 @@ class ChatKitApp:
         health: bool = False,
         health_timeout: float = 3.0,
     ) -> None:
+        if isinstance(responder, ServerLike):  # a ChatKitServer: its responder face, its stores
+            responder, store, attachment_store = responder._chatkit_mount(store, attachment_store)
         if store is None:
             from .stores.sqlite import SQLiteStore
 
@@ -485,6 +504,10 @@ class ChatKitApp:
             return await self.engine.prepare(parsed, context, request)
         except ChatKitError:
             raise
+        except HTTPException as exc:
+            # Raised by the responder (sync_action, add_feedback, transcribe,
+            # stream_options) or the admission hook, before any response byte.
+            raise error_from_http_exception(exc) from None
         except StoreUnavailableError:
             logger.warning("store unavailable during %s", parsed.type, exc_info=True)
             raise ChatKitError(
@@ -535,12 +558,7 @@ class ChatKitApp:
             if inspect.isawaitable(context):
                 context = await context
         except HTTPException as exc:
-            raise ChatKitError(
-                str(exc.detail),
-                code=_HTTP_CODES.get(exc.status_code, "http_error"),
-                status_code=exc.status_code,
-                headers=dict(exc.headers or {}),
-            ) from None
+            raise error_from_http_exception(exc) from None
         except Exception:
             logger.exception("the context factory failed")
             raise ChatKitError(
@@ -565,7 +583,7 @@ class ChatKitMiddleware:
     def __init__(
         self,
         app: ASGIApp,
-        responder: ResponderLike | None = None,
+        responder: ResponderLike | ServerLike | None = None,
         *,
         path: str = "/chatkit",
         chatkit: ChatKitApp | None = None,

@@ -19,6 +19,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import anyio
@@ -249,7 +250,9 @@ class _TurnLocks:
 
 
 def _not_found(kind: Literal["thread", "item", "attachment"], ident: str) -> NoReturn:
-    raise ResourceNotFoundError(f"{kind} {ident!r} not found", code=f"{kind}_not_found")
+    # Worded as the reference's stores word it ("Thread thr_x not found"): ported code
+    # and tests match on that text.
+    raise ResourceNotFoundError(f"{kind.capitalize()} {ident} not found", code=f"{kind}_not_found")
 
 
 class Engine:
@@ -278,6 +281,7 @@ class Engine:
         self.checkpoint_interval = checkpoint_interval
         self.admission = admission
         self._locks = _TurnLocks()
+        self._orphans: list[_Orphan] = []
 
     # -- parsing -----------------------------------------------------------------
 
@@ -330,6 +334,8 @@ class Engine:
         self, request: ChatKitReq, context: Any, http_request: Any = None
     ) -> JSONResult | StreamPlan:
         """Validate `request` against the store and return what answers it."""
+        if self._orphans:
+            await self._delete_orphans()
         try:
             match request:
                 case ThreadsCreateReq():
@@ -504,9 +510,15 @@ class Engine:
         lease = await self._acquire(thread.id, context)
 
         async def body(emit: Emit, options: StreamOptions) -> None:
-            await self.store.save_thread(thread, context)
+            # The thread and its first message, stored whole or not at all (the thread is
+            # deleted again if the message fails), before the client hears of either.
+            orphan = _Orphan(thread.id, context, attachments)
+            async with self._whole_or_nothing(f"the new thread {thread.id}", orphan) as undo:
+                undo.add(partial(self.store.delete_thread, thread.id, context))
+                await self.store.save_thread(thread, context)
+                item = await self._store_user_message(turn, request.params.input, attachments, undo)
             await emit(ThreadCreatedEvent(thread=self._thread_response(thread)))
-            await self._store_user_message(turn, request.params.input, attachments, emit)
+            await emit(ThreadItemDoneEvent(item=item))
             await self._reply(turn, self.responder.respond(turn), emit, options)
 
         return await self._plan(turn, body, lease)
@@ -521,7 +533,9 @@ class Engine:
         lease = await self._acquire(thread.id, context)
 
         async def body(emit: Emit, options: StreamOptions) -> None:
-            await self._store_user_message(turn, request.params.input, attachments, emit)
+            async with self._whole_or_nothing(f"a message on thread {thread.id}") as undo:
+                item = await self._store_user_message(turn, request.params.input, attachments, undo)
+            await emit(ThreadItemDoneEvent(item=item))
             await self._reply(turn, self.responder.respond(turn), emit, options)
 
         return await self._plan(turn, body, lease)
@@ -550,10 +564,16 @@ class Engine:
                 )
 
         async def body(emit: Emit, options: StreamOptions) -> None:
-            tool_call.output = request.params.result
-            tool_call.status = "completed"
-            await self.store.save_item(thread.id, tool_call, context)
-            await self._drop_dangling_tool_calls(thread, context)
+            # The other pending calls go first and the output is saved last: a failure
+            # part-way leaves this call pending, so sending the request again completes
+            # it (dropping the others again changes nothing).
+            await self._drop_dangling_tool_calls(thread, context, keep=tool_call.id)
+            completed = tool_call.model_copy(
+                update={"output": request.params.result, "status": "completed"}
+            )
+            async with self._whole_or_nothing(f"tool output on thread {thread.id}") as undo:
+                undo.add(partial(self.store.save_item, thread.id, tool_call, context))
+                await self.store.save_item(thread.id, completed, context)
             await self._reply(turn, self.responder.respond(turn), emit, options)
 
         return await self._plan(turn, body, lease)
@@ -668,8 +688,10 @@ class Engine:
         turn: Turn[Any],
         message: UserMessageInput,
         attachments: list[Attachment],
-        emit: Emit,
-    ) -> None:
+        undo: _Undo,
+    ) -> UserMessageItem:
+        """Store the user's message and bind its attachments to the thread; `undo`
+        learns how to take each write back."""
         thread = turn.thread
         # URLs renewed by the attachment store if they expired meanwhile.
         bound = [
@@ -687,11 +709,14 @@ class Engine:
             quoted_text=message.quoted_text,
             inference_options=message.inference_options,
         )
-        for attachment in bound:
+        # Each undo step is noted before its write: a write that failed may have landed.
+        for original, attachment in zip(attachments, bound, strict=True):
+            undo.add(partial(self.store.save_attachment, original, turn.context))
             await self.store.save_attachment(attachment, turn.context)
+        undo.add(partial(self.store.delete_thread_item, thread.id, item.id, turn.context))
         await self.store.add_thread_item(thread.id, item, turn.context)
         turn.input = item
-        await emit(ThreadItemDoneEvent(item=item))
+        return item
 
     async def _reply(
         self,
@@ -712,6 +737,55 @@ class Engine:
         await pipeline.run(source, options)
 
     # -- helpers ------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _whole_or_nothing(
+        self, what: str, orphan: _Orphan | None = None
+    ) -> AsyncIterator[_Undo]:
+        """Around a request's writes before its reply: if one fails (or the request is
+        cancelled meanwhile), what was written is taken back, so that sending the
+        request again (what the ChatKit client does) stores it once.
+
+        Stores have no transactions across calls (none written to openai-chatkit's
+        contract do), so the writes are undone with ordinary store calls instead.
+        When the store is down for those too, a new thread (`orphan`) is deleted
+        before this engine's next request: nobody was told of it, so nothing else
+        can have used it meanwhile.
+        """
+        undo = _Undo()
+        try:
+            yield undo
+        except BaseException:
+            if not await undo.run(what, self.cleanup_timeout) and orphan is not None:
+                if len(self._orphans) >= _MAX_ORPHANS:
+                    logger.warning("too many new threads left to delete; forgetting one")
+                    del self._orphans[0]
+                self._orphans.append(orphan)
+            raise
+
+    async def _delete_orphans(self) -> None:
+        """Delete the new threads whose creation failed while the store was down."""
+        orphans, self._orphans = self._orphans, []
+        try:
+            while orphans:
+                with anyio.fail_after(self.cleanup_timeout):
+                    await self._delete_orphan(orphans[0])
+                orphans.pop(0)
+        except Exception:
+            logger.debug("the store is still down; new threads left to delete later")
+        finally:
+            self._orphans.extend(orphans)
+
+    async def _delete_orphan(self, orphan: _Orphan) -> None:
+        for original in orphan.attachments:
+            with contextlib.suppress(NotFoundError):
+                current = await self.store.load_attachment(original.id, orphan.context)
+                # Still bound to the dead thread, not sent again in another one since.
+                if current.thread_id == orphan.thread_id:
+                    await self.store.save_attachment(original, orphan.context)
+        with contextlib.suppress(NotFoundError):
+            await self.store.delete_thread(orphan.thread_id, orphan.context)
+        logger.info("deleted thread %s, whose creation had failed", orphan.thread_id)
 
     async def _acquire(self, thread_id: str, context: Any) -> TurnLease:
         try:
@@ -889,12 +963,18 @@ class Engine:
             items=items if items is not None else Page[ThreadItem](),
         )
 
-    async def _drop_dangling_tool_calls(self, thread: ThreadMetadata, context: Any) -> None:
+    async def _drop_dangling_tool_calls(
+        self, thread: ThreadMetadata, context: Any, *, keep: str
+    ) -> None:
         recent = await self.store.load_thread_items(
             thread.id, None, self.page_size, "desc", context
         )
         for item in recent.data:
-            if isinstance(item, ClientToolCallItem) and item.status == "pending":
+            if (
+                isinstance(item, ClientToolCallItem)
+                and item.status == "pending"
+                and item.id != keep
+            ):
                 logger.warning(
                     "dropping client tool call %s that was never completed", item.call_id
                 )
@@ -958,6 +1038,51 @@ async def _released_on_error(lease: TurnLease) -> AsyncIterator[None]:
     except BaseException:
         await _release(lease)
         raise
+
+
+class _Undo:
+    """How to take back the writes of a request so far, newest last."""
+
+    def __init__(self) -> None:
+        self._steps: list[Callable[[], Awaitable[None]]] = []
+
+    def add(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Note how to undo the write about to be made."""
+        self._steps.append(step)
+
+    async def run(self, what: str, within: float) -> bool:
+        """Undo, newest write first, shielded and within `within` seconds; whether
+        every step was done.
+
+        Stops at the first step the store refuses: an attachment that could not be
+        given back its old binding must not go with the thread deleted after it.
+        """
+        with anyio.move_on_after(within, shield=True):
+            for step in reversed(self._steps):
+                try:
+                    await step()
+                except NotFoundError:
+                    pass  # the write never landed: nothing to take back
+                except Exception:
+                    logger.warning("could not take back %s", what, exc_info=True)
+                    return False
+            return True
+        logger.warning("could not take back %s within %s s", what, within)  # timed out
+        return False
+
+
+@dataclass(frozen=True)
+class _Orphan:
+    """A new thread whose creation failed, left to delete once the store answers."""
+
+    thread_id: str
+    context: Any
+    attachments: list[Attachment]
+    """The message's attachments as they were before the request bound them."""
+
+
+# New threads left to delete at most (each is one failed threads.create in an outage).
+_MAX_ORPHANS = 1000
 
 
 async def _release(lease: TurnLease) -> None:

@@ -3,18 +3,28 @@
 Stream errors (`StreamError`, `CustomStreamError`) keep openai-chatkit's names and
 meaning: raised by a responder, they become an `error` event and the stream ends
 cleanly. `ChatKitError` and its subclasses refuse a request before any response
-starts; the ASGI layer turns them into a 4xx JSON body::
+starts; the ASGI layer turns them into a JSON body, the same for every status::
 
-    {"error": {"code": "thread_not_found", "message": "...", "details": [...]}}
+    {"error": {"code": "thread_not_found", "message": "...", "details": [...]},
+     "message": "..."}
+
+The top-level `message` repeats `error.message`: it is what the ChatKit web component
+shows for a failed request (without it, the UI shows the HTTP status text).
 """
 
 from __future__ import annotations
 
 import json
 from enum import Enum
-from typing import Any
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from starlette.exceptions import HTTPException
 
 __all__ = [
+    "DEFAULT_ALLOW_RETRY",
+    "DEFAULT_STATUS",
     "BaseStreamError",
     "ChatKitError",
     "ConflictError",
@@ -36,6 +46,13 @@ class ErrorCode(str, Enum):
     STREAM_ERROR = "stream.error"
 
 
+DEFAULT_STATUS: dict[str, int] = {ErrorCode.STREAM_ERROR: 500}
+"""The HTTP status a `StreamError` reports as `status_code`, by code (500 otherwise)."""
+
+DEFAULT_ALLOW_RETRY: dict[str, bool] = {ErrorCode.STREAM_ERROR: True}
+"""Whether the UI offers a retry for a `StreamError`, by code, when it does not say."""
+
+
 class BaseStreamError(Exception):
     """An error a responder raises to end its reply with an `error` event."""
 
@@ -48,8 +65,11 @@ class StreamError(BaseStreamError):
     def __init__(self, code: ErrorCode | str, *, allow_retry: bool | None = None) -> None:
         super().__init__(str(code.value if isinstance(code, ErrorCode) else code))
         self.code = code
+        self.status_code = DEFAULT_STATUS.get(code, 500)
         # Only the generic stream error is worth retrying by default, as in the reference.
-        self.allow_retry = (code == ErrorCode.STREAM_ERROR) if allow_retry is None else allow_retry
+        if allow_retry is None:
+            allow_retry = DEFAULT_ALLOW_RETRY.get(code, False)
+        self.allow_retry = allow_retry
 
 
 class CustomStreamError(BaseStreamError):
@@ -86,9 +106,52 @@ class ChatKitError(Exception):
         self.headers = headers or {}
 
     def to_json(self) -> bytes:
-        """The response body: `{"error": {"code", "message", "details"}}`."""
-        body = {"error": {"code": self.code, "message": self.message, "details": self.details}}
+        """The response body: `{"error": {"code", "message", "details"}, "message"}`.
+
+        Every JSON error the app sends is built here.
+        """
+        body = {
+            "error": {"code": self.code, "message": self.message, "details": self.details},
+            "message": self.message,
+        }
         return json.dumps(body, separators=(",", ":"), default=str).encode()
+
+
+# The codes of the statuses an app's `HTTPException` usually carries; any other is
+# `http_error` (the status says the rest).
+_HTTP_EXCEPTION_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    429: "rate_limited",
+}
+
+
+def error_from_http_exception(exc: HTTPException) -> ChatKitError:
+    """The refusal a Starlette (or FastAPI) `HTTPException` raised by app code stands for.
+
+    Its status and headers (`WWW-Authenticate`, `Retry-After`, ...) as they are, its
+    `detail` as the message, and a code derived from the status. FastAPI allows any
+    JSON as `detail`: one that is not a string goes in `details`, and the message is
+    the status' reason phrase.
+    """
+    detail = exc.detail
+    details: list[Any]
+    if isinstance(detail, str):
+        message, details = detail, []
+    else:
+        try:
+            message = HTTPStatus(exc.status_code).phrase
+        except ValueError:
+            message = f"HTTP {exc.status_code}"
+        details = [] if detail is None else [detail]
+    return ChatKitError(
+        message,
+        code=_HTTP_EXCEPTION_CODES.get(exc.status_code, "http_error"),
+        status_code=exc.status_code,
+        details=details,
+        headers=dict(exc.headers or {}),
+    )
 
 
 class InvalidRequestError(ChatKitError):

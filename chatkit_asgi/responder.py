@@ -8,11 +8,14 @@ or an object with a `respond(turn)` method and any of these optional methods:
 
 - `action(turn, action, sender)`: async iterator of events, for `threads.custom_action`;
 - `sync_action(turn, action, sender)`: returns `SyncCustomActionResponse`;
-- `add_feedback(turn, item_ids, kind)`: for `items.feedback`;
+- `add_feedback(turn, item_ids, kind)`: for `items.feedback` (without it, feedback on the
+  thread's items is accepted and dropped, as the reference does);
 - `transcribe(audio, context)`: returns `TranscriptionResult` (or a `str`);
 - `stream_options(turn)`: returns `StreamOptions` (sync or async).
 
-A request that needs a method the responder lacks is refused with `not_supported`.
+Any other request that needs a method the responder lacks is refused with `not_supported`.
+A Starlette or FastAPI `HTTPException` raised by any of these methods becomes that HTTP
+status before a response starts, and an `error` event with its detail after.
 """
 
 from __future__ import annotations
@@ -123,9 +126,14 @@ class BoundResponder:
         return result
 
     async def add_feedback(self, turn: Turn[Any], item_ids: list[str], kind: FeedbackKind) -> None:
-        """Record thumbs up/down on items."""
-        method = self._method("add_feedback", "items.feedback")
-        await _maybe_await(method(turn, item_ids, kind))
+        """Record thumbs up/down on items; accepted and dropped without `add_feedback`.
+
+        Not refused like the other optional methods: the UI's thumbs buttons send
+        `items.feedback` whatever the server does with it (the reference accepts it too).
+        """
+        method = getattr(self._target, "add_feedback", None)
+        if callable(method):
+            await _maybe_await(method(turn, item_ids, kind))
 
     def check_transcribe(self) -> None:
         """Refuse `input.transcribe` up front when there is no `transcribe`."""

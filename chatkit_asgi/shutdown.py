@@ -24,14 +24,13 @@ end by itself, which an endless or very long reply never does: set one.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 
-from .errors import ErrorCode
+from .errors import ChatKitError, ErrorCode
 from .streaming import JSON_ARRAY, NDJSON, SSE, Framing
 from .types import ErrorEvent
 
@@ -45,16 +44,9 @@ DRAIN_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 1.0
 """How long ending one cancelled response may take (a stalled client cannot hold it)."""
 
-_SHUTTING_DOWN = json.dumps(
-    {
-        "error": {
-            "code": "shutting_down",
-            "message": "The server is shutting down; try again shortly",
-            "details": [],
-        }
-    },
-    separators=(",", ":"),
-).encode()
+_SHUTTING_DOWN = ChatKitError(
+    "The server is shutting down; try again shortly", code="shutting_down", status_code=503
+).to_json()
 
 
 class RequestTracker:

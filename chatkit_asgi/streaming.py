@@ -46,7 +46,11 @@ _MAX_BATCH_BYTES = 64 * 1024
 
 @dataclass(frozen=True)
 class Framing:
-    """How events become bytes for one media type."""
+    """How events become bytes for one media type.
+
+    `heartbeat` is written while the reply is silent, only ever between whole frames
+    (never inside one), and must not read as an event to any client of the media type.
+    """
 
     media_type: str
     prefix: bytes
@@ -68,8 +72,11 @@ SSE = Framing(
     separator=b"",
     opening=b"",
     closing=b"",
-    # An SSE comment: ignored by EventSource parsers, keeps proxies from timing out.
-    heartbeat=b": ping\n\n",
+    # A comment line, written only between whole frames: keeps proxies from timing out,
+    # and no parser dispatches a message for it. Not a comment block (": ping\n\n"):
+    # the blank line ending a block makes @microsoft/fetch-event-source (bundled in the
+    # ChatKit web component) dispatch a message with empty data, which is not JSON.
+    heartbeat=b": ping\n",
 )
 """Server-Sent Events, as the ChatKit UI reads them."""
 

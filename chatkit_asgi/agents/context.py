@@ -188,7 +188,10 @@ class AgentContext(BaseModel, Generic[TContext]):
     """The image being generated, if any."""
 
     _outbox: _Outbox = PrivateAttr(default_factory=_Outbox)
-    _announced: set[str] = PrivateAttr(default_factory=set)
+    # Workflows opened here but not shown yet (a custom one waits for its first
+    # task). Any other workflow, one assigned to `workflow_item` by app code
+    # included, is taken to be on the client's screen, as openai-chatkit does.
+    _deferred: set[str] = PrivateAttr(default_factory=set)
 
     @classmethod
     def from_turn(cls, turn: Turn[TContext], **fields: Any) -> Self:
@@ -306,12 +309,11 @@ class AgentContext(BaseModel, Generic[TContext]):
             item = event.item
             self._before_item(item, sink)
             if isinstance(item, WorkflowItem):
+                self._deferred.discard(item.id)
                 if isinstance(event, ThreadItemAddedEvent):
                     self.workflow_item = item
-                    self._announced.add(item.id)
                 elif self.workflow_item is not None and self.workflow_item.id == item.id:
                     self.workflow_item = None
-                    self._announced.discard(item.id)
         sink(event)
 
     def _before_item(self, item: ThreadItem, sink: _Sink) -> None:
@@ -335,12 +337,15 @@ class AgentContext(BaseModel, Generic[TContext]):
         if summary is not None:
             item.workflow.summary = summary
         elif item.workflow.summary is None:
-            elapsed = self.now() - item.created_at
+            # App code may have built the item with a naive local time, as
+            # openai-chatkit's helpers do: measure on the same clock.
+            now = self.now() if item.created_at.tzinfo is not None else datetime.now()
+            elapsed = now - item.created_at
             item.workflow.summary = DurationSummary(duration=max(0, int(elapsed.total_seconds())))
         item.workflow.expanded = expanded
-        if item.id not in self._announced:
+        if item.id in self._deferred:
+            self._deferred.discard(item.id)
             return  # never shown: nothing to close
-        self._announced.discard(item.id)
         (sink or self._to_outbox)(ThreadItemDoneEvent(item=item))
 
     def _open_workflow(self, workflow: Workflow, sink: _Sink | None = None) -> WorkflowItem:
@@ -355,10 +360,12 @@ class AgentContext(BaseModel, Generic[TContext]):
         self.workflow_item = item
         if workflow.type == "reasoning" or workflow.tasks:
             self._announce(item, sink)
+        else:
+            self._deferred.add(item.id)
         return item
 
     def _announce(self, item: WorkflowItem, sink: _Sink) -> None:
-        self._announced.add(item.id)
+        self._deferred.discard(item.id)
         sink(ThreadItemAddedEvent(item=item))
 
     def _add_task(self, task: Task, sink: _Sink | None = None) -> int:
@@ -366,7 +373,7 @@ class AgentContext(BaseModel, Generic[TContext]):
         item = self.workflow_item or self._open_workflow(Workflow(type="custom", tasks=[]), sink)
         item.workflow.tasks.append(task)
         index = len(item.workflow.tasks) - 1
-        if item.id not in self._announced:
+        if item.id in self._deferred:
             self._announce(item, sink)
         else:
             sink(
@@ -390,4 +397,3 @@ class AgentContext(BaseModel, Generic[TContext]):
     def _adopt_workflow(self, item: WorkflowItem) -> None:
         """Continue a workflow the client already shows (left open by an earlier reply)."""
         self.workflow_item = item
-        self._announced.add(item.id)

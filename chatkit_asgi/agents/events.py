@@ -5,13 +5,20 @@ What the model streams becomes what the ChatKit UI draws:
 - output messages: assistant message items, with text deltas, content parts and
   citations (file, URL and container-file citations become sources);
 - reasoning summaries: a reasoning workflow with one thought task per summary
-  part, closed with its duration when a visible item follows it;
+  part (the first thought of a workflow streams, the others appear whole),
+  closed with its duration when a visible item follows it;
 - function calls: workflow tasks, when the converter says so (`show_tool_calls`);
 - image generation: a generated image item, updated with each partial image;
 - a tool that sets `AgentContext.client_tool_call`: a pending client tool call
   item that ends the reply;
-- a guardrail tripwire: the items of the reply are removed and the reply ends
-  with an error the user sees.
+- a guardrail tripwire: the items of the reply are removed and the tripwire is
+  raised again (`run_agent` turns it into an error the user sees).
+
+Events are read by their `type`, not their class, and need not come in Responses
+API order: Chat Completions models (the SDK's own handler, LiteLLM...) may send
+deltas, content parts and annotations of an item that was never announced, and
+give every item the same placeholder id. Items keep the model's ids, as in
+openai-chatkit, except placeholder or repeated ones, which get the store's.
 
 Events that tools emit through the `AgentContext` are merged in, in order.
 """
@@ -19,7 +26,8 @@ Events that tools emit through the `AgentContext` are merged in, in order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Hashable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -30,28 +38,7 @@ from agents import (
     RunResultStreaming,
 )
 from agents import exceptions as sdk_exceptions
-from agents.items import ToolCallItem, ToolCallOutputItem
-from openai.types.responses import (
-    ResponseCompletedEvent,
-    ResponseContentPartAddedEvent,
-    ResponseCreatedEvent,
-    ResponseFunctionToolCall,
-    ResponseImageGenCallPartialImageEvent,
-    ResponseOutputItemAddedEvent,
-    ResponseOutputItemDoneEvent,
-    ResponseOutputMessage,
-    ResponseOutputRefusal,
-    ResponseOutputText,
-    ResponseOutputTextAnnotationAddedEvent,
-    ResponseReasoningItem,
-    ResponseReasoningSummaryTextDeltaEvent,
-    ResponseReasoningSummaryTextDoneEvent,
-    ResponseRefusalDeltaEvent,
-    ResponseRefusalDoneEvent,
-    ResponseTextDeltaEvent,
-    ResponseTextDoneEvent,
-)
-from openai.types.responses.response_output_item import ImageGenerationCall
+from agents.items import ToolCallOutputItem
 from openai.types.responses.response_output_text import (
     Annotation as ResponsesAnnotation,
 )
@@ -62,6 +49,7 @@ from openai.types.responses.response_output_text import (
 )
 from pydantic import BaseModel, TypeAdapter
 
+from ..store import StoreItemType
 from ..types import (
     Annotation,
     AssistantMessageContent,
@@ -89,6 +77,11 @@ from ..types import (
     WorkflowItem,
 )
 from .context import AgentContext, _Barrier, _End, _FromContext, _FromSDK, _Outbox
+
+try:  # where the SDK keeps it; the value has not changed since it was introduced
+    from agents.models.fake_id import FAKE_RESPONSES_ID
+except ImportError:  # pragma: no cover - older SDKs
+    FAKE_RESPONSES_ID = "__fake_id__"
 
 __all__ = ["ResponseStreamConverter", "stream_agent_response"]
 
@@ -120,10 +113,17 @@ _IMAGE_SIGNATURES = {"iVBOR": "image/png", "/9j/": "image/jpeg", "UklGR": "image
 class ResponseStreamConverter:
     """How model output becomes ChatKit items; subclass and override any method.
 
-    `partial_images` is the number of partial images requested from the image
-    tool (for progress); `show_tool_calls` shows each function call as a task of
-    the open workflow.
+    The method names and signatures are openai-chatkit's, so its converters
+    port unchanged. `partial_images` is the number of partial images requested
+    from the image tool (for progress); `show_tool_calls` shows each function
+    call as a task of the open workflow.
     """
+
+    # Class defaults too: a subclass whose `__init__` skips ours still works.
+    partial_images: int | None = None
+    """Partial images expected per generated image, for progress (None: unknown)."""
+    show_tool_calls: bool = False
+    """Show each function call as a task of the open workflow."""
 
     def __init__(self, *, partial_images: int | None = None, show_tool_calls: bool = False):
         self.partial_images = partial_images
@@ -137,7 +137,8 @@ class ResponseStreamConverter:
         """The URL stored for a generated image; a data URL by default.
 
         Override to upload the image somewhere and return its URL (thread items
-        then stay small). `image_id` is stable across the partial images.
+        then stay small). `image_id` is stable across the partial images;
+        `partial_image_index` is None for the final image.
         """
         mime = next(
             (m for prefix, m in _IMAGE_SIGNATURES.items() if base64_image.startswith(prefix)),
@@ -154,34 +155,35 @@ class ResponseStreamConverter:
     # -- citations ------------------------------------------------------------------
 
     async def file_citation_to_annotation(
-        self, citation: AnnotationFileCitation
+        self, file_citation: AnnotationFileCitation
     ) -> Annotation | None:
         """A file search citation as a file source (None drops it)."""
-        if not citation.filename:
+        if not file_citation.filename:
             return None
         return Annotation(
-            source=FileSource(filename=citation.filename, title=citation.filename),
-            index=citation.index,
+            source=FileSource(filename=file_citation.filename, title=file_citation.filename),
+            index=file_citation.index,
         )
 
     async def url_citation_to_annotation(
-        self, citation: AnnotationURLCitation
+        self, url_citation: AnnotationURLCitation
     ) -> Annotation | None:
         """A web citation as a URL source placed at the end of the cited text."""
         return Annotation(
-            source=URLSource(url=citation.url, title=citation.title or citation.url),
-            index=citation.end_index,
+            source=URLSource(url=url_citation.url, title=url_citation.title or url_citation.url),
+            index=url_citation.end_index,
         )
 
     async def container_file_citation_to_annotation(
-        self, citation: AnnotationContainerFileCitation
+        self, container_file_citation: AnnotationContainerFileCitation
     ) -> Annotation | None:
-        """A code interpreter file citation as a file source."""
-        if not citation.filename:
+        """A code interpreter file citation as a file source (None drops it)."""
+        filename = container_file_citation.filename
+        if not filename:
             return None
         return Annotation(
-            source=FileSource(filename=citation.filename, title=citation.filename),
-            index=citation.end_index,
+            source=FileSource(filename=filename, title=filename),
+            index=container_file_citation.end_index,
         )
 
     # -- tools and guardrails -------------------------------------------------------
@@ -197,7 +199,11 @@ class ResponseStreamConverter:
         return task.model_copy(update={"status_indicator": "complete"})
 
     def guardrail_error(self, error: Exception) -> ThreadStreamEvent | None:
-        """What the user sees when a guardrail stops the run (None: nothing)."""
+        """What the user sees when a guardrail stops the run (None: nothing).
+
+        `run_agent` and `AgentResponder` send it; `stream_agent_response` itself
+        raises the tripwire, as openai-chatkit's does.
+        """
         if isinstance(error, InputGuardrailTripwireTriggered):
             return ErrorEvent(
                 code="custom",
@@ -213,8 +219,9 @@ class ResponseStreamConverter:
     # -- internal -------------------------------------------------------------------
 
     async def _annotation(self, raw: object) -> Annotation | None:
-        # The event's annotation may be a look-alike class or a plain dict: read it
-        # again as the output-text annotation type.
+        # The event's annotation may be a look-alike class or a plain dict (the
+        # openai client does not always parse it): read it again as the
+        # output-text annotation type. One that does not read is dropped.
         data = raw.model_dump() if isinstance(raw, BaseModel) else raw
         try:
             annotation = _RESPONSES_ANNOTATION.validate_python(data)
@@ -229,34 +236,70 @@ class ResponseStreamConverter:
         return None
 
     async def _content(self, part: object) -> AssistantMessageContent | None:
-        if isinstance(part, ResponseOutputText):
-            annotations = [await self._annotation(a) for a in part.annotations]
+        kind = getattr(part, "type", None)
+        if kind == "output_text":
+            converted = [await self._annotation(a) for a in getattr(part, "annotations", ())]
             return AssistantMessageContent(
-                text=part.text, annotations=[a for a in annotations if a is not None]
+                text=_text(getattr(part, "text", "")),
+                annotations=[a for a in converted if a is not None],
             )
-        if isinstance(part, ResponseOutputRefusal):
-            return AssistantMessageContent(text=part.refusal)
+        if kind == "refusal":
+            return AssistantMessageContent(text=_text(getattr(part, "refusal", "")))
         return None
 
 
 _DEFAULT_CONVERTER = ResponseStreamConverter()
 
-_Key = tuple[int, int]
-"""(response number, output index): one output item of one model call."""
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _index(value: object) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def _field(obj: object, name: str) -> Any:
+    """A field of a model object or of its dict form."""
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def _model_id(value: object) -> str | None:
+    """The model's id of an item, if it is a real one (not the SDK's placeholder)."""
+    if isinstance(value, str) and value and value != FAKE_RESPONSES_ID:
+        return value
+    return None
+
+
+@dataclass
+class _Thought:
+    """The thought that streams: the first one of a reasoning workflow."""
+
+    key: Hashable
+    workflow_id: str
+    index: int
 
 
 class _Translation:
-    """The state of one run's translation into ChatKit events."""
+    """The state of one run's translation into ChatKit events.
+
+    Items of the model are told apart by their id when they have a real one,
+    else (Chat Completions: one placeholder id for everything) by model call and
+    output index. Nothing assumes an item was announced before its parts.
+    """
 
     def __init__(self, context: AgentContext[Any], converter: ResponseStreamConverter) -> None:
         self.ctx = context
         self.converter = converter
         self.response = 0
-        self.messages: dict[_Key, str] = {}
-        self.annotations: dict[tuple[_Key, int], list[Annotation]] = {}
-        self.thoughts: dict[tuple[_Key, int], tuple[str, int]] = {}
-        self.images: dict[_Key, GeneratedImageItem] = {}
+        # model item -> ChatKit id, from its first event to its `output_item.done`
+        self.messages: dict[Hashable, str] = {}
+        # streamed annotations, by (ChatKit message id, content index)
+        self.annotations: dict[tuple[str, int], list[Annotation]] = {}
+        self.thought: _Thought | None = None
+        self.images: dict[Hashable, GeneratedImageItem] = {}
         self.tool_tasks: dict[str, tuple[str, int]] = {}
+        self.call_items: dict[str, str | None] = {}  # call id -> the call's item id
         self.last_call_id: str | None = None
         self.last_message_text: str | None = None
         self.produced: dict[str, None] = {}
@@ -277,6 +320,26 @@ class _Translation:
 
     def _now(self) -> Any:
         return self.ctx.now()
+
+    def _key(self, model_id: object, output_index: object) -> Hashable:
+        return _model_id(model_id) or (self.response, _index(output_index))
+
+    def _new_id(self, kind: StoreItemType, model_id: object) -> str:
+        """The ChatKit id of a new item: the model's, as openai-chatkit does, unless
+        the model gave a placeholder or an id this reply already used."""
+        ident = _model_id(model_id)
+        if ident is None or ident in self.produced or ident in self.messages.values():
+            return self.ctx.generate_id(kind)
+        return ident
+
+    def _message_id(self, data: Any) -> str:
+        """The ChatKit id of the message an event is about, announced or not."""
+        model_id = getattr(data, "item_id", None)
+        key = self._key(model_id, getattr(data, "output_index", None))
+        item_id = self.messages.get(key)
+        if item_id is None:
+            item_id = self.messages[key] = self._new_id("message", model_id)
+        return item_id
 
     async def adopt_open_workflow(self) -> None:
         """Continue a workflow left open by the previous reply (before a client tool call)."""
@@ -309,196 +372,245 @@ class _Translation:
 
     def _run_item(self, event: RunItemStreamEvent) -> None:
         item = event.item
-        if isinstance(item, ToolCallItem):
-            call = item.raw_item
-            if isinstance(call, ResponseFunctionToolCall):
-                name, call_id, arguments = call.name, call.call_id, call.arguments
-            elif isinstance(call, dict) and call.get("type") == "function_call":
-                name, call_id = str(call.get("name")), str(call.get("call_id"))
-                arguments = str(call.get("arguments", ""))
-            else:
-                return
-            self.last_call_id = call_id
-            task = self.converter.tool_call_to_task(name, arguments)
-            if task is not None:
-                index = self.ctx._add_task(task, self.out.append)
-                workflow = self.ctx.workflow_item
-                assert workflow is not None
-                self.tool_tasks[call_id] = (workflow.id, index)
-        elif isinstance(item, ToolCallOutputItem):
-            raw = item.raw_item
-            answered = (
-                raw.get("call_id") if isinstance(raw, dict) else getattr(raw, "call_id", None)
-            )
-            place = self.tool_tasks.pop(str(answered), None)
+        if isinstance(item, ToolCallOutputItem):
+            self._tool_output(item)
+            return
+        if getattr(item, "type", None) != "tool_call_item":
+            return
+        call = getattr(item, "raw_item", None)  # a dict when the SDK replays input items
+        if _field(call, "type") != "function_call":
+            return  # hosted tools (file search, code interpreter...) are not shown
+        call_id = str(_field(call, "call_id"))
+        name, arguments = str(_field(call, "name")), str(_field(call, "arguments") or "")
+        self.last_call_id = call_id
+        raw_id = _field(call, "id")
+        self.call_items[call_id] = raw_id if isinstance(raw_id, str) else None
+        task = self.converter.tool_call_to_task(name, arguments)
+        if task is not None:
+            index = self.ctx._add_task(task, self.out.append)
             workflow = self.ctx.workflow_item
-            if place is None or workflow is None or workflow.id != place[0]:
-                return
-            task = self.converter.tool_output_to_task(
-                workflow.workflow.tasks[place[1]], item.output
-            )
-            self.ctx._update_task(task, place[1], self.out.append)
+            assert workflow is not None
+            self.tool_tasks[call_id] = (workflow.id, index)
 
-    async def _raw(self, data: object) -> None:
-        converter = self.converter
-        if isinstance(data, ResponseCreatedEvent | ResponseCompletedEvent):
+    def _tool_output(self, item: ToolCallOutputItem) -> None:
+        place = self.tool_tasks.pop(str(_field(item.raw_item, "call_id")), None)
+        workflow = self.ctx.workflow_item
+        if place is None or workflow is None or workflow.id != place[0]:
+            return
+        task = self.converter.tool_output_to_task(workflow.workflow.tasks[place[1]], item.output)
+        self.ctx._update_task(task, place[1], self.out.append)
+
+    async def _raw(self, data: Any) -> None:
+        # By `type`: the SDK's Chat Completions handler, LiteLLM and tests send
+        # look-alike objects, not always the openai classes.
+        kind = getattr(data, "type", None)
+        if kind in ("response.created", "response.completed"):
             self.response += 1
-            return
-        output_index = getattr(data, "output_index", None)
-        if not isinstance(output_index, int):
-            return
-        key = (self.response, output_index)
-
-        if isinstance(data, ResponseOutputItemAddedEvent):
-            await self._item_added(key, data.item)
-        elif isinstance(data, ResponseOutputItemDoneEvent):
-            await self._item_done(key, data.item)
-
-        elif isinstance(data, ResponseContentPartAddedEvent):
-            item_id = self.messages.get(key)
-            content = await converter._content(data.part)
-            if item_id is not None and content is not None:
-                self.annotations[(key, data.content_index)] = list(content.annotations)
+        elif kind == "response.output_item.added":
+            await self._item_added(data)
+        elif kind == "response.output_item.done":
+            await self._item_done(data)
+        elif kind == "response.content_part.added":
+            await self._part_added(data)
+        elif kind in ("response.output_text.delta", "response.refusal.delta"):
+            delta = _text(getattr(data, "delta", ""))
+            if delta:
                 self._update(
-                    item_id,
-                    AssistantMessageContentPartAdded(
-                        content_index=data.content_index, content=content
-                    ),
-                )
-        elif isinstance(data, ResponseTextDeltaEvent | ResponseRefusalDeltaEvent):
-            item_id = self.messages.get(key)
-            if item_id is not None and data.delta:
-                self._update(
-                    item_id,
+                    self._message_id(data),
                     AssistantMessageContentPartTextDelta(
-                        content_index=data.content_index, delta=data.delta
+                        content_index=_index(data.content_index), delta=delta
                     ),
                 )
-        elif isinstance(data, ResponseOutputTextAnnotationAddedEvent):
-            item_id = self.messages.get(key)
-            annotation = await converter._annotation(data.annotation)
-            if item_id is not None and annotation is not None:
-                # Our own count: annotations the converter drops leave no gaps.
-                kept = self.annotations.setdefault((key, data.content_index), [])
-                kept.append(annotation)
-                self._update(
-                    item_id,
-                    AssistantMessageContentPartAnnotationAdded(
-                        content_index=data.content_index,
-                        annotation_index=len(kept) - 1,
-                        annotation=annotation,
-                    ),
-                )
-        elif isinstance(data, ResponseTextDoneEvent | ResponseRefusalDoneEvent):
-            item_id = self.messages.get(key)
-            if item_id is not None:
-                text = data.text if isinstance(data, ResponseTextDoneEvent) else data.refusal
-                annotations = self.annotations.get((key, data.content_index), [])
-                self._update(
-                    item_id,
-                    AssistantMessageContentPartDone(
-                        content_index=data.content_index,
-                        content=AssistantMessageContent(text=text, annotations=list(annotations)),
-                    ),
-                )
+        elif kind == "response.output_text.annotation.added":
+            await self._annotation_added(data)
+        elif kind in ("response.output_text.done", "response.refusal.done"):
+            item_id = self._message_id(data)
+            index = _index(data.content_index)
+            text = getattr(data, "text" if kind == "response.output_text.done" else "refusal", "")
+            annotations = self.annotations.get((item_id, index), [])
+            self._update(
+                item_id,
+                AssistantMessageContentPartDone(
+                    content_index=index,
+                    content=AssistantMessageContent(text=_text(text), annotations=annotations),
+                ),
+            )
+        elif kind == "response.reasoning_summary_text.delta":
+            self._thought(data, _text(getattr(data, "delta", "")), final=False)
+        elif kind == "response.reasoning_summary_text.done":
+            self._thought(data, _text(getattr(data, "text", "")), final=True)
+        elif kind == "response.image_generation_call.partial_image":
+            await self._partial_image(data)
 
-        elif isinstance(data, ResponseReasoningSummaryTextDeltaEvent):
-            self._thought(key, data.summary_index, data.delta, final=False)
-        elif isinstance(data, ResponseReasoningSummaryTextDoneEvent):
-            self._thought(key, data.summary_index, data.text, final=True)
+    async def _part_added(self, data: Any) -> None:
+        content = await self.converter._content(data.part)  # None: reasoning text, unknown
+        if content is None:
+            return
+        item_id = self._message_id(data)
+        index = _index(data.content_index)
+        self.annotations[(item_id, index)] = list(content.annotations)
+        self._update(
+            item_id, AssistantMessageContentPartAdded(content_index=index, content=content)
+        )
 
-        elif isinstance(data, ResponseImageGenCallPartialImageEvent):
-            image_item = self.images.get(key)
-            if image_item is not None:
-                url = await converter.base64_image_to_url(
-                    data.item_id, data.partial_image_b64, data.partial_image_index
-                )
-                image_item.image = GeneratedImage(id=data.item_id, url=url)
-                self._update(
-                    image_item.id,
-                    GeneratedImageUpdated(
-                        image=image_item.image,
-                        progress=converter.partial_image_index_to_progress(
-                            data.partial_image_index
-                        ),
-                    ),
-                )
+    async def _annotation_added(self, data: Any) -> None:
+        annotation = await self.converter._annotation(data.annotation)
+        if annotation is None:
+            return
+        item_id = self._message_id(data)
+        index = _index(data.content_index)
+        # Our own count: annotations the converter drops leave no gaps.
+        kept = self.annotations.setdefault((item_id, index), [])
+        kept.append(annotation)
+        self._update(
+            item_id,
+            AssistantMessageContentPartAnnotationAdded(
+                content_index=index, annotation_index=len(kept) - 1, annotation=annotation
+            ),
+        )
 
-    async def _item_added(self, key: _Key, item: object) -> None:
+    async def _item_added(self, data: Any) -> None:
         ctx = self.ctx
-        if isinstance(item, ResponseReasoningItem):
+        item = data.item
+        kind = getattr(item, "type", None)
+        key = self._key(getattr(item, "id", None), getattr(data, "output_index", None))
+        if kind == "reasoning":
             if ctx.workflow_item is None:
                 ctx._open_workflow(Workflow(type="reasoning", tasks=[]), self.out.append)
-        elif isinstance(item, ResponseOutputMessage):
-            item_id = ctx.generate_id("message")
+        elif kind == "message":
+            item_id = self.messages.get(key) or self._new_id("message", item.id)
             self.messages[key] = item_id
             content = [c for c in [await self.converter._content(p) for p in item.content] if c]
             message = AssistantMessageItem(
                 id=item_id, thread_id=ctx.thread.id, created_at=self._now(), content=content
             )
             ctx._emit(ThreadItemAddedEvent(item=message), self.out.append)
-        elif isinstance(item, ImageGenerationCall):
-            image_item = GeneratedImageItem(
-                id=ctx.generate_id("message"), thread_id=ctx.thread.id, created_at=self._now()
-            )
+        elif kind == "image_generation_call":
+            image_item = self._image_item()
             self.images[key] = image_item
-            ctx.generated_image_item = image_item
             ctx._emit(ThreadItemAddedEvent(item=image_item), self.out.append)
 
-    async def _item_done(self, key: _Key, item: object) -> None:
+    def _image_item(self) -> GeneratedImageItem:
         ctx = self.ctx
-        if isinstance(item, ResponseOutputMessage):
-            item_id = self.messages.pop(key, None) or ctx.generate_id("message")
+        image_item = GeneratedImageItem(
+            id=ctx.generate_id("message"), thread_id=ctx.thread.id, created_at=self._now()
+        )
+        ctx.generated_image_item = image_item
+        return image_item
+
+    async def _item_done(self, data: Any) -> None:
+        ctx = self.ctx
+        item = data.item
+        kind = getattr(item, "type", None)
+        key = self._key(getattr(item, "id", None), getattr(data, "output_index", None))
+        if kind == "message":
+            item_id = self.messages.pop(key, None) or self._new_id("message", item.id)
             content: list[AssistantMessageContent] = []
             for index, part in enumerate(item.content):
                 converted = await self.converter._content(part)
+                streamed = self.annotations.pop((item_id, index), None)
                 if converted is None:
                     continue
-                kept = self.annotations.pop((key, index), None)
-                if kept is not None:
-                    converted.annotations = kept
+                # The final message is the reference (Chat Completions models put
+                # their citations only there); what streamed stands in when a
+                # model leaves them out of it.
+                if not converted.annotations and streamed:
+                    converted.annotations = streamed
                 content.append(converted)
+            for leftover in [k for k in self.annotations if k[0] == item_id]:
+                del self.annotations[leftover]
             message = AssistantMessageItem(
                 id=item_id, thread_id=ctx.thread.id, created_at=self._now(), content=content
             )
             self.last_message_text = "".join(part.text for part in content)
             ctx._emit(ThreadItemDoneEvent(item=message), self.out.append)
-        elif isinstance(item, ImageGenerationCall):
-            image_item = self.images.pop(key, None)
-            if image_item is None:
+        elif kind == "image_generation_call":
+            image_item = self.images.pop(key, None) or ctx.generated_image_item
+            result = getattr(item, "result", None)
+            if not result:
+                if image_item is not None:
+                    # The generation failed: take the empty image away.
+                    self._drop_image(image_item)
                 return
+            if image_item is None:  # never announced: shown whole
+                image_item = self._image_item()
             if ctx.generated_image_item is image_item:
                 ctx.generated_image_item = None
-            if not item.result:
-                # The generation failed: take the empty image away.
-                self.out.append(ThreadItemRemovedEvent(item_id=image_item.id))
-                self.produced.pop(image_item.id, None)
-                return
-            url = await self.converter.base64_image_to_url(item.id, item.result)
+            url = await self.converter.base64_image_to_url(image_id=item.id, base64_image=result)
             image_item.image = GeneratedImage(id=item.id, url=url)
             ctx._emit(ThreadItemDoneEvent(item=image_item), self.out.append)
 
-    def _thought(self, key: _Key, summary_index: int, text: str, *, final: bool) -> None:
+    def _drop_image(self, image_item: GeneratedImageItem) -> None:
+        if self.ctx.generated_image_item is image_item:
+            self.ctx.generated_image_item = None
+        self.out.append(ThreadItemRemovedEvent(item_id=image_item.id))
+        self.produced.pop(image_item.id, None)
+
+    async def _partial_image(self, data: Any) -> None:
+        key = self._key(getattr(data, "item_id", None), getattr(data, "output_index", None))
+        image_item = self.images.get(key) or self.ctx.generated_image_item
+        if image_item is None:
+            return
+        index = _index(data.partial_image_index)
+        url = await self.converter.base64_image_to_url(
+            image_id=data.item_id,
+            base64_image=data.partial_image_b64,
+            partial_image_index=index,
+        )
+        image_item.image = GeneratedImage(id=data.item_id, url=url)
+        self._update(
+            image_item.id,
+            GeneratedImageUpdated(
+                image=image_item.image,
+                progress=self.converter.partial_image_index_to_progress(index),
+            ),
+        )
+
+    def _thought(self, data: Any, text: str, *, final: bool) -> None:
+        """A reasoning summary part. The first thought of a reasoning workflow
+        streams; the others are shown whole when done (openai-chatkit's rule:
+        one moving line at a time)."""
         ctx = self.ctx
+        key = (
+            self._key(getattr(data, "item_id", None), getattr(data, "output_index", None)),
+            _index(getattr(data, "summary_index", 0)),
+        )
         workflow = ctx.workflow_item
         if workflow is None:
             if not text:
                 return
+            # A summary whose reasoning item was never announced.
             workflow = ctx._open_workflow(Workflow(type="reasoning", tasks=[]), self.out.append)
-        place = self.thoughts.get((key, summary_index))
-        if place is None or place[0] != workflow.id:
-            if not text:
+        tasks = workflow.workflow.tasks
+        thought = self.thought
+        streaming = (
+            thought is not None
+            and thought.key == key
+            and thought.workflow_id == workflow.id
+            and thought.index < len(tasks)
+        )
+        if streaming:
+            assert thought is not None
+            task = tasks[thought.index]
+            if not isinstance(task, ThoughtTask):  # replaced by app code meanwhile
+                self.thought = None
                 return
-            index = ctx._add_task(ThoughtTask(content=text), self.out.append)
-            self.thoughts[(key, summary_index)] = (workflow.id, index)
-            return
-        task = workflow.workflow.tasks[place[1]]
-        assert isinstance(task, ThoughtTask)
-        content = text if final else task.content + text
-        if content != task.content:
+            if final:
+                self.thought = None
+            elif not text:
+                return
+            content = text if final else task.content + text
+            # Sent even when the final text adds nothing, as openai-chatkit does.
             ctx._update_task(
-                task.model_copy(update={"content": content}), place[1], self.out.append
+                task.model_copy(update={"content": content}), thought.index, self.out.append
             )
+        elif not text:
+            return
+        elif final:
+            ctx._add_task(ThoughtTask(content=text), self.out.append)
+        elif workflow.workflow.type == "reasoning" and not tasks:
+            index = ctx._add_task(ThoughtTask(content=text), self.out.append)
+            self.thought = _Thought(key, workflow.id, index)
 
     # -- the end --------------------------------------------------------------------
 
@@ -536,19 +648,21 @@ class _Translation:
             # tool's output; saved as the client shows it so that reply finds it.
             ctx.workflow_item = None
             await ctx.store.add_thread_item(ctx.thread.id, workflow, ctx.request_context)
+        call_id = call.call_id or self.last_call_id
         tool_call = ClientToolCallItem(
-            id=ctx.generate_id("tool_call"),
+            # The function call's own item id, as openai-chatkit does.
+            id=self._new_id("tool_call", self.call_items.get(call_id) if call_id else None),
             thread_id=ctx.thread.id,
             created_at=self._now(),
-            call_id=call.call_id or self.last_call_id or ctx.generate_id("tool_call"),
+            call_id=call_id or ctx.generate_id("tool_call"),
             name=call.name,
             arguments=call.arguments,
         )
         ctx._emit(ThreadItemDoneEvent(item=tool_call), self.out.append)
         return self.take()
 
-    def tripped(self, error: Exception) -> list[ThreadStreamEvent]:
-        """Undo the reply's items and say why."""
+    def tripped(self) -> list[ThreadStreamEvent]:
+        """Undo the reply's items."""
         ctx = self.ctx
         ctx.client_tool_call = None
         ctx.workflow_item = None
@@ -557,9 +671,6 @@ class _Translation:
             ThreadItemRemovedEvent(item_id=item_id) for item_id in self.produced
         ]
         self.produced.clear()
-        notice = self.converter.guardrail_error(error)
-        if notice is not None:
-            events.append(notice)
         return events
 
 
@@ -589,9 +700,10 @@ async def stream_agent_response(
         async for event in stream_agent_response(ctx, result):
             yield event
 
-    A guardrail tripwire removes the items this reply produced and ends it with
-    the converter's `guardrail_error`; any other run error propagates. Closing
-    the iterator early cancels the run.
+    A guardrail tripwire removes the items this reply produced, then is raised
+    again, as openai-chatkit does (`run_agent` shows the converter's
+    `guardrail_error` instead); any other run error propagates too. Closing the
+    iterator early cancels the run.
     """
     translation = _Translation(context, converter or _DEFAULT_CONVERTER)
     outbox = context._outbox
@@ -628,9 +740,9 @@ async def stream_agent_response(
                 late.append(entry.event)
         outbox.detach()
         if isinstance(error, _TRIPWIRES):
-            for event in translation.tripped(error):
+            for event in translation.tripped():
                 yield event
-            return
+            raise error
         if isinstance(error, _REFUSAL):
             late += translation.refused(str(getattr(error, "refusal", "")))
         elif error is not None:

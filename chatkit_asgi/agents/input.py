@@ -1,16 +1,22 @@
 """Thread history as Agents SDK input: `ThreadItemConverter` and `simple_to_agent_input`.
 
 Every kind of stored item has a method that turns it into Responses API input
-items (override one to change how that kind reads to the model):
+items, under openai-chatkit's names and with its defaults, so a converter
+subclass written for `chatkit.agents` works unchanged and the model reads the
+same input:
 
-- user messages: their text (tags as `@name`), quoted text and tag context,
-  and attachments (images and files as model inputs, from the attachment
-  store's bytes when it has them, else from their URL);
+- user messages: their text (tags as `@name`), then, for the last message, the
+  text it quotes, then the context of its tags (`tag_to_message_content`, which
+  the app must define when tags are used);
+- attachments (`attachment_to_message_content`): read from the attachment
+  store when the converter has one (`ThreadItemConverter.for_turn(turn)`), as
+  images, text or files; without one the app must define it, as in the reference;
 - assistant messages: their text;
 - completed client tool calls: the function call and its output;
-- widgets, workflows, tasks, structured input and generated images: compact
-  context saying what the user was shown;
-- hidden context (the app's and the library's own): notes for the model only.
+- widgets, custom tasks and workflows' custom tasks, structured input and
+  generated images: context saying what the user was shown;
+- hidden context (the app's, when it is text, and the library's own): notes
+  for the model only; other hidden content needs `hidden_context_to_input`.
 
 Pending client tool calls produce nothing, so the model never sees a call
 without its output; a cancelled reply is followed by the library's hidden
@@ -43,17 +49,13 @@ from ..types import (
     ClientToolCallItem,
     CustomTask,
     EndOfTurnItem,
-    FileTask,
     GeneratedImageItem,
     HiddenContextItem,
     ImageAttachment,
-    ImageTask,
     SDKHiddenContextItem,
-    SearchTask,
     StructuredInputItem,
     Task,
     TaskItem,
-    ThoughtTask,
     ThreadItem,
     UserMessageItem,
     UserMessageTagContent,
@@ -86,24 +88,38 @@ def _data_url(mime_type: str, data: bytes) -> str:
     return f"data:{mime_type};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _task_line(task: Task) -> str | None:
-    """One line for a task the user saw; None for tasks that say nothing to the model."""
-    if isinstance(task, ThoughtTask):
-        return None  # the model's own reasoning summary: not context
-    if isinstance(task, CustomTask):
-        parts = [p for p in (task.title, task.content) if p]
-        return ": ".join(parts) or None
-    if isinstance(task, SearchTask):
-        queries = ", ".join(task.queries or ([task.title_query] if task.title_query else []))
-        sources = "; ".join(f"{s.title} <{s.url}>" for s in task.sources)
-        line = f"searched the web for {queries or task.title or 'information'}"
-        return f"{line} (found: {sources})" if sources else line
-    if isinstance(task, FileTask):
-        files = ", ".join(s.filename for s in task.sources)
-        return f"{task.title or 'read files'}" + (f" ({files})" if files else "")
-    if isinstance(task, ImageTask):
-        return task.title or None
-    return None
+_HIDDEN_CONTEXT = (
+    "Hidden context for the agent (not shown to the user):\n<HiddenContext>\n{}\n</HiddenContext>"
+)
+_TASK_SHOWN = (
+    "A message was displayed to the user that the following task was performed:\n"
+    "<Task>\n{}\n</Task>"
+)
+_TAGS_PREAMBLE = (
+    "# User-provided context for @-mentions\n"
+    "- When referencing resolved entities, use their canonical names **without** '@'.\n"
+    "- The '@' form appears only in user text and should not be echoed."
+)
+
+
+def _custom_task_note(task: Task) -> EasyInputMessageParam | None:
+    """What the model reads about a custom task the user saw; None for other tasks."""
+    if not isinstance(task, CustomTask) or not (task.title or task.content):
+        return None  # search, file, image and thought tasks show the model's own work
+    shown = ": ".join(part for part in (task.title, task.content) if part)
+    return _note(_TASK_SHOWN.format(shown))
+
+
+def _type_first(node: Any) -> Any:
+    """The widget JSON with each component's `type` first, as the model best reads it
+    (and as openai-chatkit writes it)."""
+    if isinstance(node, dict):
+        ordered = {"type": node["type"]} if "type" in node else {}
+        ordered.update((key, _type_first(value)) for key, value in node.items())
+        return ordered
+    if isinstance(node, list):
+        return [_type_first(value) for value in node]
+    return node
 
 
 class ThreadItemConverter:
@@ -113,7 +129,15 @@ class ThreadItemConverter:
     attachment bytes to the model; `ThreadItemConverter.for_turn(turn)` does.
     Attachments larger than `max_attachment_bytes` are sent by URL when they
     have one, else described.
+
+    A subclass may skip `__init__` (openai-chatkit's converter has none): the
+    options then keep their defaults.
     """
+
+    # Class-level defaults, for subclasses whose `__init__` does not call ours.
+    attachment_store: AttachmentStore[Any] | None = None
+    context: Any = None
+    max_attachment_bytes: int = 20 * 1024 * 1024
 
     def __init__(
         self,
@@ -137,14 +161,22 @@ class ThreadItemConverter:
         self, thread_items: Sequence[ThreadItem] | ThreadItem
     ) -> list[TResponseInputItem]:
         """The input items for `thread_items` (oldest first), ready for the Runner."""
+        # (A copy: the caller may change its list while this awaits.)
         items = list(thread_items) if isinstance(thread_items, Sequence) else [thread_items]
         out: list[TResponseInputItem] = []
         for position, item in enumerate(items):
-            converted = await self.item_to_input(item, is_last_message=position == len(items) - 1)
-            if converted is None:
-                continue
-            out.extend(converted if isinstance(converted, list) else [converted])
+            last = position == len(items) - 1
+            out.extend(await self._thread_item_to_input_item(item, is_last_message=last))
         return out
+
+    async def _thread_item_to_input_item(
+        self, item: ThreadItem, is_last_message: bool = True
+    ) -> list[TResponseInputItem]:
+        # (openai-chatkit's name for this step, which some subclasses override.)
+        converted = await self.item_to_input(item, is_last_message=is_last_message)
+        if converted is None:
+            return []
+        return converted if isinstance(converted, list) else [converted]
 
     async def item_to_input(self, item: ThreadItem, *, is_last_message: bool = True) -> InputItems:
         """The input for one item, by kind."""
@@ -177,15 +209,8 @@ class ThreadItemConverter:
     async def user_message_to_input(
         self, item: UserMessageItem, is_last_message: bool = True
     ) -> InputItems:
-        """The user's message: quoted text, text with `@tags`, tag context, attachments."""
-        content: list[ResponseInputContentParam] = []
-        if item.quoted_text:
-            content.append(
-                _text(
-                    "The user is referring to this text in particular:\n"
-                    f"<quoted_text>\n{item.quoted_text}\n</quoted_text>"
-                )
-            )
+        """The user's message (text with `@tags`, then attachments); for the last
+        message the text it quotes; then what its tags refer to."""
         words: list[str] = []
         tags: dict[str, UserMessageTagContent] = {}
         for part in item.content:
@@ -194,28 +219,70 @@ class ThreadItemConverter:
             else:
                 words.append(f"@{part.text}")
                 tags.setdefault(part.text, part)
-        content.append(_text("".join(words)))
+        content: list[ResponseInputContentParam] = [_text("".join(words))]
+        for attachment in item.attachments:
+            attached = await self.attachment_to_message_content(attachment)
+            if attached is not None:
+                content.append(attached)
+        out: list[TResponseInputItem] = [
+            EasyInputMessageParam(type="message", role="user", content=content)
+        ]
+        if item.quoted_text and is_last_message:
+            # (Earlier quotes were answered already: only the question at hand gets one.)
+            out.append(_note(f"The user is referring to this in particular: \n{item.quoted_text}"))
+        described: list[ResponseInputContentParam] = []
         for tag in tags.values():
             tag_content = await self.tag_to_message_content(tag)
             if tag_content is not None:
-                content.append(tag_content)
-        for attachment in item.attachments:
-            attached = await self.attachment_to_input(attachment)
-            if attached is not None:
-                content.append(attached)
-        return EasyInputMessageParam(type="message", role="user", content=content)
+                described.append(tag_content)
+        if described:
+            out.append(
+                EasyInputMessageParam(
+                    type="message", role="user", content=[_text(_TAGS_PREAMBLE), *described]
+                )
+            )
+        return out
 
     async def tag_to_message_content(
         self, tag: UserMessageTagContent
     ) -> ResponseInputContentParam | None:
-        """What the model learns about an `@tag`: its id, group and data, by default."""
-        details = {"id": tag.id, "group": tag.group, "data": tag.data}
-        described = json.dumps({k: v for k, v in details.items() if v is not None}, default=str)
-        return _text(f"@{tag.text} refers to: {described}")
+        """What the model learns about an `@tag` (from its `id`, `group` and `data`).
+
+        Required when the UI offers tags: what a tag means is the app's to say. ::
+
+            async def tag_to_message_content(self, tag):
+                customer = await load_customer(tag.id)
+                return {"type": "input_text", "text": f"@{tag.text} is {customer.summary}"}
+        """
+        raise NotImplementedError(
+            f"the user message mentions @{tag.text}, but {type(self).__name__} does not "
+            "define tag_to_message_content (what the model should learn about a tag)"
+        )
+
+    async def attachment_to_message_content(
+        self, attachment: Attachment
+    ) -> ResponseInputContentParam | None:
+        """An attachment of a user message as message content (openai-chatkit's name).
+
+        By default `attachment_to_input`: the bytes from the attachment store.
+        """
+        return await self.attachment_to_input(attachment)
 
     async def attachment_to_input(self, attachment: Attachment) -> ResponseInputContentParam | None:
         """An attachment as model input: images as images, text files as text, other
-        files as files; from the stored bytes, else the attachment's URL."""
+        files as files; from the stored bytes, else the attachment's URL.
+
+        Needs the attachment store (`ThreadItemConverter.for_turn(turn)`); without
+        one, raises `NotImplementedError` as openai-chatkit's converter does.
+        (`attachment_to_message_content` under chatkit-asgi's earlier name.)
+        """
+        if self.attachment_store is None:
+            raise NotImplementedError(
+                f"the user message has an attachment ({attachment.name!r}), but "
+                f"{type(self).__name__} has no attachment store to read it from: build it "
+                "with ThreadItemConverter.for_turn(turn) or attachment_store=..., or define "
+                "attachment_to_message_content"
+            )
         data = await self.attachment_bytes(attachment)
         mime = attachment.mime_type
         if isinstance(attachment, ImageAttachment):
@@ -258,7 +325,13 @@ class ThreadItemConverter:
     # -- what the assistant said and did ----------------------------------------------
 
     async def assistant_message_to_input(self, item: AssistantMessageItem) -> InputItems:
-        """The assistant's text."""
+        """The assistant's text, as the message's text content (nothing when empty).
+
+        openai-chatkit sends `output_text` parts here instead; the Agents SDK's
+        Chat Completions converter (OpenAIChatCompletionsModel, LiteLLM) refuses
+        those in an input message, so every reply after the first would fail on
+        such models. Text content reads the same to every model.
+        """
         text = "\n\n".join(part.text for part in item.content if part.text)
         if not text:
             return None
@@ -267,7 +340,7 @@ class ThreadItemConverter:
     async def client_tool_call_to_input(self, item: ClientToolCallItem) -> InputItems:
         """A completed client tool call as the function call and its output; a pending
         one as nothing (a call without its output is refused by the model)."""
-        if item.status != "completed":
+        if item.status == "pending":
             return None
         return [
             ResponseFunctionToolCallParam(
@@ -284,47 +357,51 @@ class ThreadItemConverter:
         ]
 
     async def widget_to_input(self, item: WidgetItem) -> InputItems:
-        """A note that the widget was shown: its copy text, else its JSON."""
-        shown = item.copy_text or item.widget.model_dump_json(exclude_none=True)
-        return _note(f"The user was shown a widget (id {item.id}):\n{shown}")
+        """A note that the widget was shown, with its JSON."""
+        tree = item.widget.model_dump(mode="json", exclude_unset=True, exclude_none=True)
+        shown = json.dumps(_type_first(tree), separators=(",", ":"), ensure_ascii=False)
+        return _note(
+            f"The following graphical UI widget (id: {item.id}) was displayed to the user:{shown}"
+        )
 
     async def workflow_to_input(self, item: WorkflowItem) -> InputItems:
-        """A note listing the workflow's tasks the user saw (reasoning is left out)."""
-        lines = [line for line in map(_task_line, item.workflow.tasks) if line]
-        if not lines:
-            return None
-        listed = "\n".join(f"- {line}" for line in lines)
-        return _note(f"The user was shown that these steps were performed:\n{listed}")
+        """A note for each custom task of the workflow (others show the model's own work)."""
+        return [note for note in map(_custom_task_note, item.workflow.tasks) if note is not None]
 
     async def task_to_input(self, item: TaskItem) -> InputItems:
-        """A note about a task the user saw."""
-        line = _task_line(item.task)
-        return _note(f"The user was shown that this step was performed: {line}") if line else None
+        """A note about a custom task the user saw."""
+        return _custom_task_note(item.task)
 
     async def structured_input_to_input(self, item: StructuredInputItem) -> InputItems:
-        """The questions asked and the user's answers."""
+        """The questions asked, the user's answers and the request's status."""
         lines = []
         for question in item.inputs:
             answer = question.answer
             if answer is None:
-                state = "not answered"
+                state = "unanswered"
             elif answer.skipped:
                 state = "skipped"
             else:
-                state = ", ".join(answer.values) or "(empty)"
+                state = ", ".join(answer.values)
             lines.append(f"- {question.question}: {state}")
         listed = "\n".join(lines)
-        return _note(f"The user was asked these questions ({item.status}):\n{listed}")
+        return _note(
+            "A structured input request was displayed to the user with the following "
+            f"status: {item.status}\n<StructuredInput>\n{listed}\n</StructuredInput>"
+        )
 
     async def generated_image_to_input(self, item: GeneratedImageItem) -> InputItems:
-        """The image the assistant generated, so it can talk about it."""
+        """The image the assistant generated, by URL, so it can talk about it.
+
+        Override when the URL is not one the model can reach.
+        """
         if item.image is None:
             return None
         return EasyInputMessageParam(
             type="message",
             role="user",
             content=[
-                _text("The assistant generated this image and the user was shown it:"),
+                _text("The following image was generated by the agent."),
                 ResponseInputImageParam(
                     type="input_image", detail="auto", image_url=item.image.url
                 ),
@@ -334,16 +411,21 @@ class ThreadItemConverter:
     # -- context the user never sees --------------------------------------------------
 
     async def hidden_context_to_input(self, item: HiddenContextItem) -> InputItems:
-        """The app's hidden context (text as is, anything else as JSON)."""
-        content = item.content
-        text = content if isinstance(content, str) else json.dumps(content, default=str)
-        return _note(f"Context for you, not shown to the user:\n<context>\n{text}\n</context>")
+        """The app's hidden context, when it is text.
+
+        Other content is the app's to describe: define this method for it.
+        """
+        if not isinstance(item.content, str):
+            raise NotImplementedError(
+                f"hidden context item {item.id} holds {type(item.content).__name__}, not text: "
+                f"define {type(self).__name__}.hidden_context_to_input to say what the model "
+                "should read for it"
+            )
+        return _note(_HIDDEN_CONTEXT.format(item.content))
 
     async def sdk_hidden_context_to_input(self, item: SDKHiddenContextItem) -> InputItems:
         """The library's own notes, e.g. that the user stopped the previous reply."""
-        return _note(
-            f"Context for you, not shown to the user:\n<context>\n{item.content}\n</context>"
-        )
+        return _note(_HIDDEN_CONTEXT.format(item.content))
 
     async def end_of_turn_to_input(self, item: EndOfTurnItem) -> InputItems:
         """Nothing: the end of a turn is a hint for the UI."""
@@ -356,5 +438,6 @@ _DEFAULT = ThreadItemConverter()
 async def simple_to_agent_input(
     thread_items: Sequence[ThreadItem] | ThreadItem,
 ) -> list[TResponseInputItem]:
-    """`ThreadItemConverter().to_agent_input(thread_items)`: attachments by URL only."""
+    """`ThreadItemConverter().to_agent_input(thread_items)`: the reference's defaults
+    (no attachment store: attachments and tags need a converter of your own)."""
     return await _DEFAULT.to_agent_input(thread_items)

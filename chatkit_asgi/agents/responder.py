@@ -21,7 +21,12 @@ from agents import Agent, RunConfig, RunHooks, Runner, TResponseInputItem
 from ..turn import Turn
 from ..types import ThreadStreamEvent
 from .context import AgentContext
-from .events import ResponseStreamConverter, stream_agent_response
+from .events import (
+    _DEFAULT_CONVERTER,
+    _TRIPWIRES,
+    ResponseStreamConverter,
+    stream_agent_response,
+)
 from .input import ThreadItemConverter
 
 __all__ = ["AgentResponder", "run_agent"]
@@ -46,7 +51,8 @@ async def run_agent(
 
     `input` replaces the history; `converter` changes how the history reads to
     the model; `context` is the run context its tools get (an `AgentContext`
-    for the turn by default). ::
+    for the turn by default). A guardrail tripwire ends the reply with the
+    stream converter's `guardrail_error`. ::
 
         async def respond(turn: Turn):
             turn.thread.title = turn.thread.title or turn.input_text()[:40]
@@ -60,9 +66,18 @@ async def run_agent(
     result = Runner.run_streamed(
         agent, input, context=ctx, run_config=run_config, hooks=hooks, max_turns=max_turns
     )
-    async with aclosing(stream_agent_response(ctx, result, converter=stream_converter)) as events:
-        async for event in events:
-            yield event
+    stream_converter = stream_converter or _DEFAULT_CONVERTER
+    try:
+        async with aclosing(
+            stream_agent_response(ctx, result, converter=stream_converter)
+        ) as events:
+            async for event in events:
+                yield event
+    except _TRIPWIRES as tripwire:
+        # The reply's items are taken back already; say why instead of failing.
+        notice = stream_converter.guardrail_error(tripwire)
+        if notice is not None:
+            yield notice
 
 
 class AgentResponder:

@@ -153,8 +153,16 @@ async function stream(type, params) {
       const { value, done } = await reader.read();
       if (done) break;
       buffer += decoder.decode(value, { stream: true });
-      let match;
-      while ((match = /\r?\n\r?\n/.exec(buffer)) !== null) {
+      for (;;) {
+        // Heartbeats are comment lines with no blank line after them: log each on arrival.
+        const comment = /^:[^\r\n]*\r?\n/.exec(buffer);
+        if (comment !== null) {
+          logEntry("ping", elapsed(started), comment[0].slice(1).trim() || "comment");
+          buffer = buffer.slice(comment[0].length);
+          continue;
+        }
+        const match = /\r?\n\r?\n/.exec(buffer);
+        if (match === null) break;
         const frame = buffer.slice(0, match.index);
         buffer = buffer.slice(match.index + match[0].length);
         handleFrame(frame, started);

@@ -1,24 +1,30 @@
-"""The smallest set of updates that turns one widget tree into the next.
+"""The updates that turn one widget tree into the next, as openai-chatkit sends them.
 
 `diff_widget(before, after)` walks both trees side by side and answers with:
 
 * nothing, when the trees are the same;
 * `widget.streaming_text.value_delta` for each `Text` / `Markdown` node with an
   `id` whose `value` only grew at its end (nothing else about it changed); its
-  `done` is true unless the node is still `streaming` (the reference's rule).
-  The end of a stream (`streaming` turned off) changes a prop, so it is a
-  component update: the UI's tree then matches the new one exactly;
-* `widget.component.updated` for each changed component that has an `id` (for a
-  change in a component without one, its nearest ancestor with an `id`);
-* `widget.root.updated` with the whole new tree when no such addressing is
-  possible: the root itself changed, a change has no addressable ancestor, or an
-  id it would address is not unique in both trees.
+  `done` is true unless the node is still `streaming` (the reference's rule);
+* otherwise `widget.root.updated` with the whole new tree: any other change, the
+  end of a stream (`streaming` turned off) included.
 
-The ChatKit UI applies id-addressed updates by id, so they need ids that name one
-component. The comparison works on the models' attributes (no serialization),
-and subtrees that are the very same objects in both states are skipped: build
-successive states as copies (`model_copy(update=...)`) instead of mutating the
-state you last yielded.
+These are the reference's rules (`chatkit.server.diff_widget`), so the ChatKit UI
+receives the same updates from a ported app. Where the reference loses a change
+or raises, the whole tree is sent instead: text appended to a node without an
+`id` (the reference sends nothing, so the UI never shows it), an `id`'d text
+node removed or rewritten (the reference raises `ValueError`), and an `id` that
+names more than one component (a delta would be ambiguous).
+
+`widget.component.updated` is never emitted: no reference backend sends it, so
+how the UI applies it is untested in the wild, and a streamed widget ends with
+`thread.item.done` carrying the whole tree anyway. `apply_updates` still applies
+it, for updates built by hand.
+
+The comparison works on the models' attributes (no serialization), and subtrees
+that are the very same objects in both states are skipped: build successive
+states as copies (`model_copy(update=...)`) instead of mutating the state you
+last yielded.
 """
 
 from __future__ import annotations
@@ -153,19 +159,12 @@ def _diff_node(before: Any, after: Any, out: list[WidgetUpdate]) -> bool:
 
 
 def _diff_child(before: Any, after: Any, out: list[WidgetUpdate]) -> bool:
-    """Like `_diff_node`, replacing the child by id when it cannot be patched."""
+    """Like `_diff_node`, for a child slot (which may hold a plain value)."""
     if before is after:
         return True
     if not (isinstance(before, WidgetComponentBase) and isinstance(after, WidgetComponentBase)):
         return _same(before, after)
-    mark = len(out)
-    if _diff_node(before, after, out):
-        return True
-    del out[mark:]
-    if after.id is None or before.id != after.id:
-        return False  # the client knows no component by the new id: its parent is replaced
-    out.append(WidgetComponentUpdated(component_id=after.id, component=after))
-    return True
+    return _diff_node(before, after, out)
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -7,8 +7,15 @@ JSON) and a `jsonSchema` describing the data the template expects::
     template = WidgetTemplate.from_file("weather.widget")   # next to this module
     widget = template.build({"city": "Paris", "degrees": 21})
 
-The data is checked against the schema before rendering, so missing or wrong
-data fails with a `WidgetDataError` naming the field instead of a broken widget.
+As in openai-chatkit, the data is rendered as given: the `jsonSchema` is not
+enforced unless asked (`validate_data=True`, or `template.validate(data)`), and
+then missing or wrong data fails with a `WidgetDataError` naming each field. A
+value the template uses but the data lacks always fails with a `WidgetDataError`
+naming it (`user.name`, `items[2].label`), `| tojson` included.
+
+The data may be a mapping or a pydantic model, with models, datetimes and other
+pydantic-serializable values nested anywhere: `| tojson` writes them as pydantic
+would.
 
 Rendering is safer than a plain Jinja environment, and the builder's templates
 render the same:
@@ -22,11 +29,16 @@ render the same:
   in any Jinja environment; `| safe` inserts text unescaped, for the rare
   template that needs it.
 
+Where a template renders with openai-chatkit, it renders the same here, except
+that data can no longer break out of a string literal, and a bare `{{ flag }}`
+writes `true` / `null` rather than Python's `True` / `None`.
+
 Needs the `widgets` extra (`jinja2`, `jsonschema`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -34,21 +46,24 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 try:
     import jsonschema
     import jsonschema.validators
     from jinja2 import StrictUndefined, Template, TemplateError, Undefined, UndefinedError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from jinja2.utils import missing
     from markupsafe import Markup
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         f"widget templates need the 'widgets' extra: pip install 'chatkit-asgi[widgets]' ({exc})"
     ) from exc
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import to_jsonable_python
+from typing_extensions import deprecated
 
-from .components import DynamicWidgetRoot, WidgetRoot
+from .components import BasicRoot, DynamicWidgetRoot, WidgetRoot
 
 __all__ = ["WidgetDataError", "WidgetTemplate", "WidgetTemplateError"]
 
@@ -62,7 +77,8 @@ class WidgetTemplateError(ValueError):
 
 
 class WidgetDataError(WidgetTemplateError):
-    """The data given to a widget template does not match its `jsonSchema`.
+    """The data given to a widget template lacks a value the template uses, or (when
+    validated) does not match the template's `jsonSchema`.
 
     `problems` lists every mismatch as `(field, message)`, where `field` is a
     path like `forecast[2].degrees` (empty for the data as a whole); `field` is
@@ -77,6 +93,43 @@ class WidgetDataError(WidgetTemplateError):
             f"{field}: {message}" if field else message for field, message in problems
         )
         super().__init__(f"data for widget {template_name!r} is invalid: {details}")
+
+
+class _MissingValueError(WidgetDataError, UndefinedError):
+    """A value the template uses is not in the data.
+
+    Also a `jinja2.UndefinedError`, which is what openai-chatkit raised there
+    (for a plain `{{ value }}`; under `| tojson` it raised a bare `TypeError`).
+    """
+
+
+class _UndefinedAt(UndefinedError):
+    """Jinja's error for an undefined value, remembering what was looked up where."""
+
+    def __init__(self, message: str | None = None, *, obj: Any, name: str | None) -> None:
+        super().__init__(message)
+        self.obj = obj
+        self.name = name
+
+
+class _StrictUndefined(StrictUndefined):
+    """`StrictUndefined` whose error says which value was missing, so that the
+    `WidgetDataError` can name the field by its path in the data."""
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        hint: str | None = None,
+        obj: Any = missing,
+        name: str | None = None,
+        exc: Any = UndefinedError,
+    ) -> None:
+        if exc is UndefinedError:
+            # (Jinja raises `self._undefined_exception(message)`: a partial carries the
+            # rest. Other errors, such as the sandbox's SecurityError, stay as they are.)
+            exc = functools.partial(_UndefinedAt, obj=obj, name=name)
+        super().__init__(hint, obj, name, cast(Any, exc))
 
 
 def _json_finalize(value: Any) -> Any:
@@ -99,16 +152,29 @@ def _json_finalize(value: Any) -> Any:
     return Markup(json.dumps(str(value), ensure_ascii=False)[1:-1])
 
 
+def _tojson_default(value: Any) -> Any:
+    """What `| tojson` writes for a value `json` does not know: a missing value
+    fails (naming it); models, datetimes, sets and the like as pydantic writes them."""
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    return to_jsonable_python(value)
+
+
+def _tojson_dumps(value: Any, **kwargs: Any) -> str:
+    return json.dumps(value, default=_tojson_default, **kwargs)
+
+
 # Autoescaping stays on so that `tojson`, macros and `caller()` produce Markup
 # (inserted as is); plain values go through `_json_finalize` (JSON escaping)
 # before Jinja's own escape, which leaves Markup untouched. Jinja has no hook to
 # replace its HTML escape function, hence the finalize.
 _ENVIRONMENT = ImmutableSandboxedEnvironment(
-    undefined=StrictUndefined,
+    undefined=_StrictUndefined,
     autoescape=True,
     finalize=_json_finalize,
     keep_trailing_newline=False,
 )
+_ENVIRONMENT.policies["json.dumps_function"] = _tojson_dumps
 
 
 def _arrays_include_tuples(checker: Any, instance: Any) -> bool:
@@ -175,9 +241,14 @@ class WidgetTemplate:
 
     `definition` is the parsed `.widget` JSON (`version`, `name`, `template` and
     optionally `jsonSchema`); other keys, such as the builder's previews, are ignored.
+
+    The data is rendered as given, as openai-chatkit does. With `validate_data=True`
+    every `build` first checks it against the `jsonSchema` and raises a
+    `WidgetDataError` naming each field that is missing or wrong; a good setting
+    for tests and development. `build(data, validate_data=True)` asks for one call.
     """
 
-    def __init__(self, definition: Mapping[str, Any]) -> None:
+    def __init__(self, definition: Mapping[str, Any], *, validate_data: bool = False) -> None:
         try:
             version = definition["version"]
             name = definition["name"]
@@ -188,6 +259,7 @@ class WidgetTemplate:
             raise WidgetTemplateError(f"widget {name!r}: unsupported spec version {version!r}")
         self.version: str = version
         self.name: str = name
+        self.validate_data = validate_data
         if isinstance(source, Template):
             # Compiled elsewhere (reference compatibility): renders with its own environment.
             self.template: Template = source
@@ -202,10 +274,13 @@ class WidgetTemplate:
         if not isinstance(schema, Mapping):
             raise WidgetTemplateError(f"widget {name!r}: jsonSchema must be an object")
         self.data_schema: dict[str, Any] = dict(schema)
+        # (Checked when loaded even if data is not validated: a broken schema is a bug.)
         self._validator = _validator_for(self.data_schema, name) if schema else None
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> WidgetTemplate:
+    def from_file(
+        cls, path: str | os.PathLike[str], *, validate_data: bool = False
+    ) -> WidgetTemplate:
         """Load a `.widget` file; a relative path is relative to the calling module's file."""
         file = Path(path)
         if not file.is_absolute():
@@ -218,60 +293,102 @@ class WidgetTemplate:
             raise WidgetTemplateError(f"{file} is not valid JSON: {exc}") from exc
         if not isinstance(definition, dict):
             raise WidgetTemplateError(f"{file} does not hold a widget definition object")
-        return cls(definition)
+        return cls(definition, validate_data=validate_data)
 
     def validate(self, data: Mapping[str, Any] | BaseModel | None = None) -> dict[str, Any]:
         """The data as the template sees it, checked against the `jsonSchema`.
 
         Raises `WidgetDataError` naming every field that is missing or wrong.
+        Nested models, datetimes and the like are checked as their JSON.
         """
         values = _normalize(data)
-        if self._validator is not None:
-            # (A set: one error per missing field, each naming all of them.)
-            problems = sorted(
-                {
-                    problem
-                    for error in self._validator.iter_errors(values)
-                    for problem in _problems(error)
-                }
-            )
-            if problems:
-                raise WidgetDataError(self.name, problems)
+        self._check(values)
         return values
 
-    def render(self, data: Mapping[str, Any] | BaseModel | None = None) -> str:
-        """The widget JSON the template writes for `data` (checked first)."""
-        values = self.validate(data)
+    def render(
+        self,
+        data: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        validate_data: bool | None = None,
+    ) -> str:
+        """The widget JSON the template writes for `data`.
+
+        The data is checked against the `jsonSchema` first if `validate_data`
+        (default: the template's setting) is true.
+        """
+        values = _normalize(data)
+        if self.validate_data if validate_data is None else validate_data:
+            self._check(values)
         try:
             return self.template.render(values)
         except UndefinedError as exc:
-            # Only reachable without a schema, or with one that lets the value be absent.
-            raise WidgetDataError(self.name, [("", str(exc))]) from exc
+            raise _MissingValueError(self.name, [_missing_field(exc, values)]) from exc
         except (TemplateError, ValueError) as exc:
             raise WidgetTemplateError(f"widget {self.name!r}: {exc}") from exc
 
-    def build(self, data: Mapping[str, Any] | BaseModel | None = None) -> DynamicWidgetRoot:
+    def build(
+        self,
+        data: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        validate_data: bool | None = None,
+    ) -> DynamicWidgetRoot:
         """The widget tree for `data`, as dynamic components (the reference's choice).
 
         Dynamic components keep every prop the template wrote, typed or not;
         use `build_typed` for typed component classes.
         """
-        tree = self._parse(data)
+        tree = self._parse(data, validate_data)
         try:
             return DynamicWidgetRoot.model_validate(tree)
         except ValidationError as exc:
             raise self._not_a_widget(exc) from exc
 
-    def build_typed(self, data: Mapping[str, Any] | BaseModel | None = None) -> WidgetRoot:
+    def build_typed(
+        self,
+        data: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        validate_data: bool | None = None,
+    ) -> WidgetRoot:
         """The widget tree for `data`, with typed classes wherever the JSON fits them."""
-        tree = self._parse(data)
+        tree = self._parse(data, validate_data)
         try:
             return _ROOTS.validate_python(tree)
         except ValidationError as exc:
             raise self._not_a_widget(exc) from exc
 
-    def _parse(self, data: Mapping[str, Any] | BaseModel | None) -> Any:
-        rendered = self.render(data)
+    @deprecated("WidgetTemplate.build_basic is deprecated. Use WidgetTemplate.build instead.")
+    def build_basic(self, data: Mapping[str, Any] | BaseModel | None = None) -> BasicRoot:
+        """The tree of a template whose root is `Basic`, as a `BasicRoot`.
+
+        Deprecated, as in openai-chatkit: `build` gives any root, `Basic` included.
+        """
+        tree = self._parse(data, None)
+        try:
+            return BasicRoot.model_validate(tree)
+        except ValidationError as exc:
+            raise self._not_a_widget(exc) from exc
+
+    def _check(self, values: dict[str, Any]) -> None:
+        if self._validator is None:
+            return
+        try:
+            # (jsonschema reads JSON: models and datetimes nested in the data as their JSON.)
+            instance = to_jsonable_python(values)
+        except ValueError as exc:  # pydantic_core's serialization error
+            raise WidgetDataError(self.name, [("", f"cannot be read as JSON: {exc}")]) from exc
+        # (A set: one error per missing field, each naming all of them.)
+        problems = sorted(
+            {
+                problem
+                for error in self._validator.iter_errors(instance)
+                for problem in _problems(error)
+            }
+        )
+        if problems:
+            raise WidgetDataError(self.name, problems)
+
+    def _parse(self, data: Mapping[str, Any] | BaseModel | None, validate_data: bool | None) -> Any:
+        rendered = self.render(data, validate_data=validate_data)
         try:
             return json.loads(rendered)
         except json.JSONDecodeError as exc:
@@ -291,11 +408,46 @@ class WidgetTemplate:
 
 
 def _normalize(data: Mapping[str, Any] | BaseModel | None) -> dict[str, Any]:
+    """The template's variables. A model is dumped as the reference dumps it (Python
+    values: a datetime stays a datetime); models nested in a mapping stay models,
+    which the template reads by attribute."""
     if data is None:
         return {}
     if isinstance(data, BaseModel):
-        dumped: dict[str, Any] = data.model_dump(mode="json")
+        dumped: dict[str, Any] = data.model_dump()
         return dumped
     if isinstance(data, Mapping):
         return dict(data)
     raise TypeError(f"widget data must be a mapping or a pydantic model, not {type(data).__name__}")
+
+
+def _missing_field(error: UndefinedError, values: dict[str, Any]) -> tuple[str, str]:
+    """`(field, message)` for a value the template used but the data lacks."""
+    if not isinstance(error, _UndefinedAt) or error.name is None:
+        return ("", str(error))  # from a template compiled elsewhere: Jinja's own words
+    if error.obj is missing:
+        return (error.name, "is missing (the template uses it)")
+    parent = _path_of(error.obj, values)
+    if parent is None:  # an object the template made itself
+        return (error.name, f"is missing ({error})")
+    return (_join(parent, error.name), "is missing (the template uses it)")
+
+
+def _path_of(target: Any, values: dict[str, Any]) -> str | None:
+    """The path of `target` (by identity) in the data, or None if it is not in it."""
+    stack: list[tuple[str, Any]] = [("", values)]
+    seen: set[int] = set()
+    while stack:
+        path, node = stack.pop()
+        if node is target:
+            return path
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, Mapping):
+            stack.extend((_join(path, str(key)), value) for key, value in node.items())
+        elif isinstance(node, (list, tuple)):
+            stack.extend((f"{path}[{index}]", value) for index, value in enumerate(node))
+        elif isinstance(node, BaseModel):
+            stack.extend((_join(path, name), value) for name, value in node.__dict__.items())
+    return None

@@ -11,10 +11,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from agents import (
     Agent,
     GuardrailFunctionOutput,
     ModelRefusalError,
+    OutputGuardrailTripwireTriggered,
     RunContextWrapper,
     Runner,
     StopAtTools,
@@ -104,6 +106,7 @@ async def test_a_message_streams_with_its_citations_as_sources(store: Store[Any]
                         file_citation("atlas.pdf", 21),
                         container_file_citation("population.csv", 9, 20),
                     ],
+                    item_id="msg_from_the_model",
                 )
             ]
         ]
@@ -138,7 +141,7 @@ async def test_a_message_streams_with_its_citations_as_sources(store: Store[Any]
         Annotation(source=FileSource(filename="atlas.pdf", title="atlas.pdf"), index=21),
         Annotation(source=FileSource(filename="population.csv", title="population.csv"), index=20),
     ]
-    assert answer.id.startswith("msg_"), "ids come from the store, not from the model"
+    assert answer.id == "msg_from_the_model", "a real model id is kept, as in openai-chatkit"
 
 
 async def test_a_refusal_is_shown_as_the_assistant_text(store: Store[Any]) -> None:
@@ -220,6 +223,9 @@ async def test_reasoning_summaries_become_a_workflow_closed_by_the_answer(
         "added workflow wf#1 reasoning []",
         "update wf#1 task_added[0] thought 'Looking at '",
         "update wf#1 task_updated[0] thought 'Looking at the question'",
+        # The streamed thought is sent whole once done, as openai-chatkit does; the
+        # next thoughts of the workflow are shown whole, not streamed.
+        "update wf#1 task_updated[0] thought 'Looking at the question'",
         "update wf#1 task_added[1] thought 'Checking facts'",
         f"done workflow wf#1 reasoning [{tasks}] summary=duration",
         *message_lines("msg#2", ["Forty-two."]),
@@ -259,6 +265,7 @@ async def test_a_workflow_still_open_when_the_run_ends_is_closed(store: Store[An
     assert timeline(events)[3:] == [
         "added workflow wf#1 reasoning []",
         "update wf#1 task_added[0] thought 'Nothing to say'",
+        "update wf#1 task_updated[0] thought 'Nothing to say'",
         "done workflow wf#1 reasoning [thought 'Nothing to say'] summary=duration",
     ]
     workflow = thread.items.data[-1]
@@ -349,6 +356,7 @@ async def test_tools_add_to_the_reply_through_the_context_in_order(store: Store[
     assert timeline(events, ids)[3:] == [
         "added workflow wf#1 reasoning []",
         "update wf#1 task_added[0] thought 'The user wants the weather'",
+        "update wf#1 task_updated[0] thought 'The user wants the weather'",
         "progress 'Fetching the forecast'",
         "thread.updated title='Weather in Paris'",
         "update wf#1 task_added[1] custom 'Forecast' 'Paris'",
@@ -448,7 +456,9 @@ async def test_a_client_tool_call_ends_the_reply_and_its_output_continues_it(
     assert timeline(first, ids)[3:] == [
         "added workflow wf#1 reasoning []",
         "update wf#1 task_added[0] thought 'The user wants a color'",
-        "done client_tool_call tc#1 pick_color {'palette': 'warm'} pending call=call_pick",
+        "update wf#1 task_updated[0] thought 'The user wants a color'",
+        # The item keeps the id of the model's function call item, as in openai-chatkit.
+        "done client_tool_call fc#1 pick_color {'palette': 'warm'} pending call=call_pick",
     ]
     # The workflow stays open while the page works; it is saved as the client shows it.
     assert [item.type for item in waiting.items.data] == [
@@ -507,7 +517,7 @@ async def test_a_client_tool_call_without_a_call_id_takes_the_model_s(store: Sto
         events = await client.create_thread("Show me Lyon")
 
     assert timeline(events)[3:] == [
-        "done client_tool_call tc#1 open_map {'place': 'Lyon'} pending call=call_map",
+        "done client_tool_call fc#1 open_map {'place': 'Lyon'} pending call=call_map",
     ]
 
 
@@ -603,6 +613,7 @@ async def test_an_output_guardrail_takes_back_what_the_reply_showed(store: Store
     assert timeline(events)[3:] == [
         "added workflow wf#1 reasoning []",
         "update wf#1 task_added[0] thought 'Hmm'",
+        "update wf#1 task_updated[0] thought 'Hmm'",
         "done workflow wf#1 reasoning [thought 'Hmm'] summary=duration",
         *message_lines("msg#2", ["The secret ", "is 42."]),
         "removed wf#1",
@@ -649,6 +660,28 @@ async def test_a_parallel_input_guardrail_takes_back_a_reply_already_streaming(
     assert removed == shown - {"msg#1"}, "everything the reply showed is taken back"
     assert lines[-1] == 'error custom "Sorry, I can\'t help with that request." retry=False'
     assert [item.type for item in thread.items.data] == ["user_message"]
+
+
+async def test_by_hand_the_tripwire_is_raised_after_the_reply_is_taken_back(
+    store: Store[Any],
+) -> None:
+    # As openai-chatkit's: code that catches the tripwire itself keeps working.
+    model = ScriptedModel([[text("The secret is 42.")]])
+    agent = Agent(name="Keeper", model=model, output_guardrails=[no_secrets])
+    thread = ThreadMetadata(id="thr_tripped", created_at=AgentContext.now())
+    await store.save_thread(thread, None)
+    ctx: AgentContext[Any] = AgentContext(thread=thread, store=store, request_context=None)
+    result = Runner.run_streamed(agent, "The secret?", context=ctx)
+
+    events: list[ThreadStreamEvent] = []
+    with pytest.raises(OutputGuardrailTripwireTriggered):
+        async for event in stream_agent_response(ctx, result):
+            events.append(event)
+
+    assert timeline(events)[-2:] == [
+        "done assistant_message msg#1 ['The secret is 42.']",
+        "removed msg#1",
+    ]
 
 
 async def test_the_guardrail_error_can_be_changed(store: Store[Any]) -> None:

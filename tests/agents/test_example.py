@@ -50,7 +50,7 @@ async def test_a_theme_request_asks_the_page_and_goes_on_with_its_answer(
     )
 
     assert timeline(asked)[-1].startswith(
-        "done client_tool_call tc#1 switch_theme {'theme': 'dark'} pending call=call_offline"
+        "done client_tool_call fc#1 switch_theme {'theme': 'dark'} pending call=call_offline"
     )
     assert timeline(answered)[-1] == (
         "done assistant_message msg#1 ['Done: the page now uses the dark theme.']"

@@ -231,8 +231,9 @@ async def test_a_stopped_reply_cancels_the_run_and_the_next_turn_knows(store: St
             "content": [
                 {
                     "type": "input_text",
-                    "text": "Context for you, not shown to the user:\n<context>\nThe user "
-                    "cancelled the stream. Stop responding to the prior request.\n</context>",
+                    "text": "Hidden context for the agent (not shown to the user):\n"
+                    "<HiddenContext>\nThe user cancelled the stream. Stop responding to the "
+                    "prior request.\n</HiddenContext>",
                 }
             ],
         },

@@ -773,8 +773,9 @@ def assert_refused(case: Case, response: httpx.Response) -> None:
         return
     assert (response.status_code, _code(response)) == (case.status, case.code), response.text
     body = response.json()
-    assert set(body) == {"error"}
+    assert set(body) == {"error", "message"}
     error = body["error"]
+    assert body["message"] == error["message"]  # what the ChatKit web component shows
     assert set(error) == {"code", "message", "details"}
     assert isinstance(error["code"], str)
     assert isinstance(error["message"], str) and error["message"]

@@ -243,7 +243,8 @@ async def test_fastapi_auth_refusal_reaches_both_fastapi_and_chatkit(
     assert me.headers["www-authenticate"] == chat.headers["www-authenticate"] == "Bearer"
     assert me.json() == {"detail": "Not signed in"}  # FastAPI's own shape on its routes
     assert chat.json() == {
-        "error": {"code": "unauthorized", "message": "Not signed in", "details": []}
+        "error": {"code": "unauthorized", "message": "Not signed in", "details": []},
+        "message": "Not signed in",
     }
 
 

@@ -349,8 +349,13 @@ async def test_responder_without_optional_hooks_is_not_supported() -> None:
         created = await client.create_thread("hi")
         thread_id = created[0].thread.id  # type: ignore[union-attr]
         item_id = created[1].item.id  # type: ignore[union-attr]
+        # Feedback is accepted without add_feedback, as by the reference.
+        feedback_body = _body(
+            "items.feedback", thread_id=thread_id, item_ids=[item_id], kind="positive"
+        )
+        accepted = await client.post(feedback_body)
+        assert (accepted.status_code, accepted.content) == (200, b"{}")
         requests: list[tuple[str, dict[str, Any]]] = [
-            ("items.feedback", {"thread_id": thread_id, "item_ids": [item_id], "kind": "positive"}),
             (
                 "input.transcribe",
                 {"audio_base64": base64.b64encode(b"x").decode(), "mime_type": "audio/ogg"},

@@ -85,7 +85,8 @@ async def test_a_refused_request_answers_429_with_retry_after(
             "code": "rate_limited",
             "message": "Slow down, please.",
             "details": [{"retry_after": 2.2}],
-        }
+        },
+        "message": "Slow down, please.",
     }
     assert gate.asked == [(ALICE, request_type, thread_id)]
     assert world.responder.calls == []

@@ -210,14 +210,18 @@ async def test_an_outage_at_any_point_of_a_new_thread_is_retryable_and_heals(
             response = await post(client, "threads.create", input=user_input(f"thread {n}"))
             faulty.fail_when = None
             assert_retryable(response)
+            # The store is back; the app's next request (here, the list the UI loads)
+            # finds no empty thread: the thread and its first message are stored whole
+            # or not at all, and a new thread the outage kept the app from deleting at
+            # once is deleted before that request.
+            listed = await post(client, "threads.list")
             threads = (await faulty.inner.load_threads(100, None, "asc", ALICE)).data
             new = [t for t in threads if t.id not in known]
             assert len(new) <= 1
+            assert len(listed.json()["data"]) == len(threads)
             if new:
-                # A thread whose first message could not be stored stays, empty: the
-                # client was told about it (thread.created) before the failure.
                 items = await all_items(faulty.inner, new[0].id, ALICE)
-                assert texts(items) in whole_or_nothing(f"thread {n}"), calls[n]
+                assert texts(items) in whole_or_nothing(f"thread {n}")[1:], calls[n]
 
             events = await client.create_thread(f"after outage {n}")
             assert events[-1].type == "thread.item.done"

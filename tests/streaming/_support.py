@@ -29,7 +29,8 @@ SSE_HEADERS = {
     "cache-control": "no-cache, no-transform",
     "x-accel-buffering": "no",
 }
-PING = b": ping\n\n"
+PING = b": ping\n"
+"""The SSE heartbeat: a comment line, no blank line (a blank line would end a message)."""
 
 
 class Gate:
@@ -168,20 +169,29 @@ def request_body(request_type: str, **params: Any) -> bytes:
 
 
 def sse_frames(body: bytes) -> list[bytes]:
-    """An SSE body cut into its frames, each with its trailing blank line."""
-    assert body.endswith(b"\n\n") or body == b"", body[-200:]
-    return [frame + b"\n\n" for frame in body.split(b"\n\n")[:-1]]
+    """An SSE body cut into its heartbeat lines and data frames, in order.
+
+    Asserts the body is nothing else: each piece is a whole heartbeat line or a
+    whole frame `data: <one line>\\n\\n` (so a heartbeat never lands inside a frame).
+    """
+    pieces = []
+    rest = body
+    while rest:
+        if rest.startswith(PING):
+            pieces.append(PING)
+            rest = rest[len(PING) :]
+            continue
+        frame, blank, rest = rest.partition(b"\n\n")
+        assert blank, f"an unfinished frame: {frame[:200]!r}"
+        assert frame.startswith(b"data: ") and b"\n" not in frame, frame[:200]
+        pieces.append(frame + blank)
+    return pieces
 
 
 def sse_payloads(body: bytes) -> list[dict[str, Any]]:
-    """The JSON of every data frame; asserts each frame is a ping or one data line."""
-    payloads = []
-    for frame in sse_frames(body):
-        if frame == PING:
-            continue
-        assert frame.startswith(b"data: ") and frame.count(b"\n") == 2, frame[:200]
-        payloads.append(json.loads(frame[len(b"data: ") : -2]))
-    return payloads
+    """The JSON of every data frame; asserts the body is only heartbeats and whole
+    one-line data frames."""
+    return [json.loads(frame[len(b"data: ") : -2]) for frame in sse_frames(body) if frame != PING]
 
 
 # -- assistant messages streamed as deltas ----------------------------------------------

@@ -71,7 +71,8 @@ async def test_a_streamed_widget_arrives_as_deltas_and_is_stored_finished(
         WidgetStreamingTextValueDelta(component_id="md", delta=delta, done=False)
         for delta in ("Hello", ", wor", "ld")
     ]
-    assert updates[3].type == "widget.component.updated"
+    # The end of the stream (`streaming` turned off) sends the tree, as the reference does.
+    assert updates[3].type == "widget.root.updated"
     for event in events:
         assert_reference_reads(event)
 

@@ -1,7 +1,9 @@
 """`diff_widget`: the updates between two trees, proven by applying them.
 
 Property-based: random trees, random edits; applying the emitted updates to the
-old tree always gives the new tree (compared as the JSON the UI receives).
+old tree always gives the new tree (compared as the JSON the UI receives). The
+updates are the reference's: text deltas, else the whole root (compared with
+`chatkit.server.diff_widget` where the reference answers).
 """
 
 from __future__ import annotations
@@ -9,15 +11,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import chatkit.widgets as ref_widgets
 import pytest
+from chatkit.server import diff_widget as reference_diff_widget
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from chatkit_asgi.types import (
     ActionConfig,
     ThreadItemUpdatedEvent,
-    WidgetComponentUpdated,
     WidgetRootUpdated,
     WidgetStreamingTextValueDelta,
 )
@@ -38,6 +41,7 @@ from chatkit_asgi.widgets import (
     Title,
     Transition,
     WidgetComponentBase,
+    WidgetUpdate,
     apply_updates,
     diff_widget,
 )
@@ -48,6 +52,7 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:Direct usage of named widget classes is deprecated:DeprecationWarning"
 )
 
+WIDGET_UPDATES: TypeAdapter[Any] = TypeAdapter(WidgetUpdate)
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -60,6 +65,19 @@ def check(before: Any, after: Any) -> list[Any]:
     updates = diff_widget(before, after)
     assert dump(apply_updates(before, updates)) == dump(after)
     return updates
+
+
+REFERENCE_ROOTS: TypeAdapter[Any] = TypeAdapter(ref_widgets.WidgetRoot)
+
+
+def as_reference(tree: Any) -> Any:
+    """The same tree as openai-chatkit's own classes (read from its JSON)."""
+    return REFERENCE_ROOTS.validate_python(dump(tree))
+
+
+def summary(updates: list[Any]) -> list[Any]:
+    """Updates as JSON, whichever library's classes they are."""
+    return [json.loads(update.model_dump_json(exclude_none=True)) for update in updates]
 
 
 # ---------------------------------------------------------------------------
@@ -111,38 +129,37 @@ def test_deltas_for_several_nodes_and_dynamic_text() -> None:
     ]
 
 
-def test_end_of_streaming_updates_the_component() -> None:
+def test_end_of_streaming_replaces_the_root_as_in_the_reference() -> None:
     before = Card(children=[Markdown(id="md", value="Hello", streaming=True)])
-    after = Card(children=[Markdown(id="md", value="Hello", streaming=False)])
-    assert check(before, after) == [
-        WidgetComponentUpdated(component_id="md", component=after.children[0])
-    ]
+    after = Card(children=[Markdown(id="md", value="Hello, world", streaming=False)])
+    assert check(before, after) == [WidgetRootUpdated(widget=after)]
 
 
-def test_one_changed_component_with_an_id_is_a_component_update() -> None:
-    before = Card(children=[Title(value="Votes"), Row(children=[Badge(id="n", label="1")])])
-    after = Card(children=[Title(value="Votes"), Row(children=[Badge(id="n", label="2")])])
-
-    [update] = check(before, after)
-    assert isinstance(update, WidgetComponentUpdated)
-    assert update.component_id == "n"
-    assert update.component == Badge(id="n", label="2")
-
-
-def test_a_change_without_id_updates_the_nearest_ancestor_with_one() -> None:
-    before = Card(children=[Row(id="row", children=[Badge(label="1"), Badge(label="x")])])
-    after = Card(children=[Row(id="row", children=[Badge(label="2"), Badge(label="x")])])
-
-    [update] = check(before, after)
-    assert isinstance(update, WidgetComponentUpdated)
-    assert update.component_id == "row"
-
-
-def test_rewritten_text_is_a_component_update_not_a_delta() -> None:
-    before = Card(children=[Text(id="t", value="Hello")])
-    after = Card(children=[Text(id="t", value="Goodbye")])
-    [update] = check(before, after)
-    assert isinstance(update, WidgetComponentUpdated)
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        # one changed component with an id
+        (
+            Card(children=[Title(value="Votes"), Row(children=[Badge(id="n", label="1")])]),
+            Card(children=[Title(value="Votes"), Row(children=[Badge(id="n", label="2")])]),
+        ),
+        # a change below an ancestor with an id
+        (
+            Card(children=[Row(id="row", children=[Badge(label="1"), Badge(label="x")])]),
+            Card(children=[Row(id="row", children=[Badge(label="2"), Badge(label="x")])]),
+        ),
+        # an append to one text node and another change elsewhere
+        (
+            Card(children=[Text(id="t", value="a"), Badge(id="b", label="1")]),
+            Card(children=[Text(id="t", value="ab"), Badge(id="b", label="2")]),
+        ),
+    ],
+)
+def test_any_change_but_a_text_append_replaces_the_root(before: Any, after: Any) -> None:
+    # `widget.component.updated` is never sent: no reference backend sends it.
+    assert check(before, after) == [WidgetRootUpdated(widget=after)]
+    theirs = reference_diff_widget(as_reference(before), as_reference(after))
+    assert [update.type for update in theirs] == ["widget.root.updated"]
 
 
 @pytest.mark.parametrize(
@@ -154,8 +171,13 @@ def test_rewritten_text_is_a_component_update_not_a_delta() -> None:
         (Card(children=[], size="sm"), Card(children=[], size="lg")),
         # a component changed type where no ancestor has an id
         (Card(children=[Text(value="a")]), Card(children=[Title(value="a")])),
-        # text appended to a node without id cannot be addressed
+        # text appended to a node without id cannot be addressed (the reference
+        # sends nothing: the UI would never show it)
         (Card(children=[Text(value="a")]), Card(children=[Text(value="ab")])),
+        # text rewritten, not appended (the reference raises ValueError)
+        (Card(children=[Text(id="t", value="Hello")]), Card(children=[Text(id="t", value="Bye")])),
+        # a text node with an id removed (the reference raises ValueError)
+        (Card(children=[Text(id="t", value="a")]), Card(children=[Text(id="u", value="a")])),
         # an id that is not unique cannot be addressed
         (
             Card(children=[Text(id="t", value="a"), Text(id="t", value="b")]),
@@ -188,15 +210,24 @@ def test_unchanged_shared_subtrees_are_not_walked() -> None:
 
 def test_every_update_kind_is_valid_for_the_reference() -> None:
     before = Card(children=[Text(id="t", value="a"), Badge(id="b", label="1")])
-    after = Card(children=[Text(id="t", value="ab"), Badge(id="b", label="2")])
+    after = Card(children=[Text(id="t", value="ab"), Badge(id="b", label="1")])
     updates = [*check(before, after), WidgetRootUpdated(widget=after)]
     assert {update.type for update in updates} == {
         "widget.streaming_text.value_delta",
-        "widget.component.updated",
         "widget.root.updated",
     }
     for update in updates:
         assert_reference_reads(ThreadItemUpdatedEvent(item_id="msg_1", update=update))
+
+
+def test_apply_updates_still_applies_component_updates_built_by_hand() -> None:
+    from chatkit_asgi.types import WidgetComponentUpdated
+
+    tree = Card(children=[Row(children=[Badge(id="n", label="1")])])
+    update = WidgetComponentUpdated(component_id="n", component=Badge(id="n", label="2"))
+    assert dump(apply_updates(tree, [update])) == dump(
+        Card(children=[Row(children=[Badge(id="n", label="2")])])
+    )
 
 
 def test_apply_updates_refuses_ambiguous_or_missing_ids() -> None:
@@ -444,3 +475,30 @@ def test_random_updates_are_valid_for_the_reference(tree: Any, data: st.DataObje
     after = edit(tree, data)
     for update in check(tree, after):
         assert_reference_reads(ThreadItemUpdatedEvent(item_id="msg_1", update=update))
+
+
+@PROPERTY
+@given(tree=roots, data=st.data())
+def test_where_the_reference_loses_nothing_the_updates_are_the_reference_s(
+    tree: Any, data: st.DataObject
+) -> None:
+    before = unique_ids(tree, texts_only=data.draw(st.booleans()))
+    after = before
+    for _ in range(data.draw(st.integers(1, 2))):
+        after = edit(after, data)
+    # Both trees as the reference's classes: its diff compares its own component types.
+    before_json, after_json = as_reference(before), as_reference(after)
+    try:
+        theirs = reference_diff_widget(before_json, after_json)
+    except (ValueError, AttributeError):  # (AttributeError: an unset dynamic prop)
+        event("the reference raises")
+        assume(False)
+    ours = check(before, after)
+    rebuilt_by_theirs = REFERENCE_ROOTS.validate_python(
+        dump(apply_updates(before, [*map(WIDGET_UPDATES.validate_python, summary(theirs))]))
+    )
+    # (Where the reference's updates do not rebuild the new tree, it lost a change.)
+    assume(dump(rebuilt_by_theirs) == dump(after))
+    event(" + ".join(sorted({update.type for update in ours})) or "no update")
+
+    assert summary(ours) == summary(theirs)

@@ -59,7 +59,7 @@ async def test_the_card_streams_its_summary_as_text_deltas(client: ChatKitTestCl
     deltas = [update for update in updates if update.type == "widget.streaming_text.value_delta"]
     assert "".join(delta.delta for delta in deltas) == summary  # type: ignore[union-attr]
     assert len(deltas) == len(summary.split(" "))
-    assert [update.type for update in updates[len(deltas) :]] == ["widget.component.updated"]
+    assert [update.type for update in updates[len(deltas) :]] == ["widget.root.updated"]
     for event in events:
         assert_reference_reads(event)
 

@@ -10,7 +10,7 @@ from typing import Any, get_args
 import pytest
 from pydantic import TypeAdapter
 
-from chatkit_asgi.types import ThreadItemUpdatedEvent, ThreadMetadata
+from chatkit_asgi.types import ThreadItemUpdatedEvent, ThreadMetadata, WidgetComponentUpdated
 from chatkit_asgi.widgets import (
     Card,
     StrictWidgetComponent,
@@ -69,15 +69,17 @@ def test_the_samples_cover_every_typed_component_and_root() -> None:
 
 
 @pytest.mark.parametrize("kind", TYPED_COMPONENTS)
-def test_a_component_update_of_every_type_reads_the_same(kind: str) -> None:
+def test_an_update_of_every_component_type_reads_the_same(kind: str) -> None:
     component = SAMPLES[kind].model_copy(update={"id": "target"})
     before = Card(children=[component.model_copy(update={"key": "old"})])
     after = Card(children=[component])
 
     [update] = diff_widget(before, after)
 
-    assert update.type == "widget.component.updated"
+    assert update.type == "widget.root.updated"  # as the reference's diff_widget
     assert_reference_reads(ThreadItemUpdatedEvent(item_id="msg_1", update=update))
+    by_hand = WidgetComponentUpdated(component_id="target", component=component)
+    assert_reference_reads(ThreadItemUpdatedEvent(item_id="msg_1", update=by_hand))
 
 
 @pytest.mark.parametrize("name", sorted(TREES))

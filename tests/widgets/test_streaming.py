@@ -16,7 +16,6 @@ from chatkit_asgi.types import (
     ThreadItemReplacedEvent,
     ThreadItemUpdatedEvent,
     ThreadMetadata,
-    WidgetComponentUpdated,
     WidgetItem,
     WidgetRootUpdated,
     WidgetStreamingTextValueDelta,
@@ -106,9 +105,7 @@ async def test_states_are_added_then_updated_then_done(turn: Turn[Any]) -> None:
     assert second.update == WidgetStreamingTextValueDelta(
         component_id="md", delta=" upon", done=False
     )
-    assert last.update == WidgetComponentUpdated(
-        component_id="md", component=Markdown(id="md", value="Once upon", streaming=False)
-    )
+    assert last.update == WidgetRootUpdated(widget=card("Once upon", streaming=False))
     assert done.item.id == item_id
     assert done.item.widget == card("Once upon", streaming=False)
     assert done.item.created_at == added.item.created_at
@@ -225,8 +222,10 @@ async def test_accumulated_text_streams_as_deltas(turn: Turn[Any]) -> None:
     assert updates == [
         WidgetStreamingTextValueDelta(component_id="md", delta="Hel", done=False),
         WidgetStreamingTextValueDelta(component_id="md", delta="lo", done=False),
-        WidgetComponentUpdated(
-            component_id="md", component=Markdown(id="md", value="Hello", streaming=False)
+        WidgetRootUpdated(
+            widget=Card(
+                children=[Title(value="Answer"), Markdown(id="md", value="Hello", streaming=False)]
+            )
         ),
     ]
     assert events[-1].item.widget.children[1].value == "Hello"
@@ -262,7 +261,7 @@ async def test_accumulate_text_on_a_template_tree(turn: Turn[Any]) -> None:
     assert [update.type for update in updates] == [
         "widget.streaming_text.value_delta",
         "widget.streaming_text.value_delta",
-        "widget.component.updated",
+        "widget.root.updated",
     ]
     assert "".join(getattr(update, "delta", "") for update in updates) == "xy"
     assert base.children[0].__pydantic_extra__ == {"value": ""}  # type: ignore[union-attr]

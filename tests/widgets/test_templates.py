@@ -1,17 +1,25 @@
-"""`.widget` templates: loading, rendering with data, clear errors, safe escaping."""
+"""`.widget` templates: loading, rendering with data, clear errors, safe escaping.
+
+Where a template renders with openai-chatkit 1.6.5 (`chatkit.widgets`), the tree
+must be the same: each such test builds with both.
+"""
 
 from __future__ import annotations
 
 import json
+import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import chatkit.widgets as ref_widgets
 import pytest
+from jinja2 import UndefinedError
 from pydantic import BaseModel
 
 from chatkit_asgi.widgets import (
     Badge,
+    BasicRoot,
     Card,
     DynamicWidgetComponent,
     DynamicWidgetRoot,
@@ -76,9 +84,18 @@ def dump(widget: BaseModel) -> Any:
 
 
 def data_error(template: WidgetTemplate, data: Any) -> WidgetDataError:
+    """The error of a build that validates the data against the schema."""
     with pytest.raises(WidgetDataError) as info:
-        template.build(data)
+        template.build(data, validate_data=True)
     return info.value
+
+
+def same_as_reference(definition: dict[str, Any], data: Any) -> Any:
+    """Our tree for `data`, checked equal to openai-chatkit's; its JSON."""
+    ours = WidgetTemplate(definition).build(data)
+    theirs = ref_widgets.WidgetTemplate(definition).build(data)
+    assert ours.model_dump(exclude_none=True) == theirs.model_dump(exclude_none=True)
+    return dump(ours)
 
 
 # ---------------------------------------------------------------------------
@@ -121,13 +138,18 @@ def test_tuples_count_as_arrays() -> None:
 
 def test_from_file_is_relative_to_the_calling_module(tmp_path: Path) -> None:
     here = Path(__file__).parent
-    (here / "_profile.widget").write_text(json.dumps(PROFILE))
+    assert Path.cwd() != here  # (so that the path cannot be read relative to the cwd)
+    (here / "assets").mkdir(exist_ok=True)
+    (here / "assets" / "_profile.widget").write_text(json.dumps(PROFILE))
     try:
-        template = WidgetTemplate.from_file("_profile.widget")
+        template = WidgetTemplate.from_file("assets/_profile.widget")
+        reference = ref_widgets.WidgetTemplate.from_file("assets/_profile.widget")
     finally:
-        (here / "_profile.widget").unlink()
+        (here / "assets" / "_profile.widget").unlink()
+        (here / "assets").rmdir()
     assert (template.name, template.version) == ("Profile", "1.0")
     assert dump(template.build(GOOD)) == EXPECTED
+    assert reference.name == "Profile"  # the reference reads the same file
 
     absolute = tmp_path / "profile.widget"
     absolute.write_text(json.dumps(PROFILE))
@@ -151,7 +173,207 @@ def test_a_template_without_schema_renders_any_data() -> None:
 
 
 # ---------------------------------------------------------------------------
-# Bad data: every problem named by its field
+# What openai-chatkit accepted
+# ---------------------------------------------------------------------------
+
+
+class Person(BaseModel):
+    name: str
+    image: str
+
+
+class Post(BaseModel):
+    channel: str
+    at: datetime
+    user: Person
+
+
+# `user.*` by attribute, `user` and `at` whole through `tojson`, `at` as text.
+POST: dict[str, Any] = {
+    "version": "1.0",
+    "name": "Post",
+    "template": (
+        '{"type":"Card","children":['
+        '{"type":"Image","src":{{ (user.image) | tojson }}},'
+        '{"type":"Text","value":{{ (user.name) | tojson }}},'
+        '{"type":"Caption","value":"{{ at }}"}'
+        "{% for person in people %}"
+        ',{"type":"Text","value":{{ person.name | tojson }}}'
+        "{% endfor %}"
+        "]}"
+    ),
+    "jsonSchema": {
+        "type": "object",
+        "properties": {
+            "channel": {"type": "string"},
+            "at": {"type": "string"},  # a datetime is checked as its JSON
+            "user": {"type": "object"},  # and a model as an object
+        },
+        "required": ["channel", "user"],
+        "additionalProperties": False,
+    },
+}
+PAM = Person(name="Pam", image="/pam.png")
+AT = datetime(2025, 3, 1, 16, 48, tzinfo=timezone.utc)
+POST_JSON = {
+    "type": "Card",
+    "children": [
+        {"type": "Image", "src": "/pam.png"},
+        {"type": "Text", "value": "Pam"},
+        {"type": "Caption", "value": "2025-03-01 16:48:00+00:00"},
+        {"type": "Text", "value": "Pam"},
+        {"type": "Text", "value": "Jim"},
+    ],
+}
+
+
+def test_build_basic_is_deprecated_and_gives_a_basic_root() -> None:
+    definition = {
+        "version": "1.0",
+        "name": "Basic",
+        "template": (
+            '{"type":"Basic","gap":2,"children":[{"type":"Title","value":{{ name | tojson }}}]}'
+        ),
+    }
+    template = WidgetTemplate(definition)
+    with pytest.warns(
+        DeprecationWarning,
+        match="WidgetTemplate.build_basic is deprecated. Use WidgetTemplate.build instead.",
+    ):
+        widget = template.build_basic({"name": "Harry"})
+
+    assert type(widget) is BasicRoot
+    assert dump(widget) == {
+        "type": "Basic",
+        "gap": 2,
+        "children": [{"type": "Title", "value": "Harry"}],
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        theirs = ref_widgets.WidgetTemplate(definition).build_basic({"name": "Harry"})
+    assert widget.model_dump(exclude_none=True) == theirs.model_dump(exclude_none=True)
+    with pytest.raises(WidgetTemplateError, match="not a widget"), pytest.warns(DeprecationWarning):
+        WidgetTemplate(PROFILE).build_basic(GOOD)  # a Card is not a Basic root
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # models inside a mapping, and inside a list of it
+        {"channel": "#a", "at": AT, "user": PAM, "people": [PAM, Person(name="Jim", image="")]},
+        # a model containing models (dumped as the reference dumps it)
+        "model",
+    ],
+)
+def test_pydantic_models_nested_anywhere_build_as_in_the_reference(data: Any) -> None:
+    class Thread(Post):
+        people: list[Person]
+
+    if data == "model":
+        data = Thread(channel="#a", at=AT, user=PAM, people=[PAM, Person(name="Jim", image="")])
+    assert same_as_reference(POST, data) == POST_JSON
+
+
+def test_tojson_writes_nested_models_and_datetimes_where_the_reference_failed() -> None:
+    template = {
+        "version": "1.0",
+        "name": "Whole",
+        "template": (
+            '{"type":"Card","children":[],"post":{{ post | tojson }},"tags":{{ tags | tojson }}}'
+        ),
+    }
+    post = Post(channel="#a", at=AT, user=PAM)
+
+    widget = WidgetTemplate(template).build({"post": post, "tags": {"x"}})
+
+    assert widget.__pydantic_extra__ == {
+        "post": {"channel": "#a", "at": "2025-03-01T16:48:00Z", "user": dict(PAM)},
+        "tags": ["x"],
+    }
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        ref_widgets.WidgetTemplate(template).build({"post": post, "tags": {"x"}})
+
+
+def test_data_that_does_not_match_the_schema_builds_as_in_the_reference() -> None:
+    # `channel` is required and `people` is not an allowed field: the reference never
+    # looks at the schema, and neither does `build` unless asked.
+    data = {"at": AT, "user": PAM, "people": [PAM, Person(name="Jim", image="")]}
+    assert same_as_reference(POST, data) == POST_JSON
+
+    profile = {"name": "Ada", "age": "thirty-six", "tags": [], "extra": True}
+    assert same_as_reference(PROFILE, profile)["children"][1] == {
+        "type": "Text",
+        "value": "Age: thirty-six",
+        "color": "secondary",
+    }
+
+
+def test_validation_is_opt_in_per_template_or_per_build() -> None:
+    wrong = {"name": "Ada", "tags": []}
+
+    with pytest.raises(WidgetDataError, match="age: is required but missing"):
+        WidgetTemplate(PROFILE, validate_data=True).build(wrong)
+    with pytest.raises(WidgetDataError, match="age: is required but missing"):
+        WidgetTemplate(PROFILE).build(wrong, validate_data=True)
+    with pytest.raises(WidgetDataError, match="age: is required but missing"):
+        WidgetTemplate(PROFILE).validate(wrong)
+    with pytest.raises(WidgetDataError, match="age: is required but missing"):
+        WidgetTemplate(PROFILE, validate_data=True).build_typed(wrong)
+    # (`age` is then missing from the rendering itself: a data error of its own.)
+    with pytest.raises(WidgetDataError, match="age: is missing"):
+        WidgetTemplate(PROFILE, validate_data=True).build(wrong, validate_data=False)
+
+
+def test_validation_reads_nested_models_as_their_json() -> None:
+    template = WidgetTemplate(POST, validate_data=True)
+    data = {"channel": "#a", "at": AT, "user": PAM, "people": []}
+    with pytest.raises(WidgetDataError) as info:
+        template.build(data)
+    assert info.value.problems == [("people", "is not an allowed field")]  # `user` is an object
+    del data["people"]
+    assert template.validate(data) == data
+
+
+@pytest.mark.parametrize(
+    ("template", "data", "field"),
+    [
+        ('{"type":"Card","children":[],"x":{{ x | tojson }}}', {}, "x"),
+        ('{"type":"Card","children":[],"x":{{ (x) | tojson }}}', {"y": 1}, "x"),
+        ('{"type":"Card","children":[],"x":{{ user.name | tojson }}}', {"user": {}}, "user.name"),
+        (
+            '{"type":"Card","children":[],"x":{{ user.name | tojson }}}',
+            {"user": Post(channel="#a", at=AT, user=PAM)},
+            "user.name",
+        ),
+        (
+            '{"type":"Card","children":[{% for i in items %}'
+            '{"type":"Text","value":{{ i.label | tojson }}}{% if not loop.last %},{% endif %}'
+            "{% endfor %}]}",
+            {"items": [{"label": "a"}, {"text": "b"}]},
+            "items[1].label",
+        ),
+        ('{"type":"Card","children":[],"x":{{ {"a": x} | tojson }}}', {}, "x"),
+        ('{"type":"Card","children":[],"x":"{{ a.b.c }}"}', {"a": {"b": {}}}, "a.b.c"),
+        ('{"type":"Card","children":[],"x":"{{ x ~ 1 }}"}', {}, "x"),
+    ],
+)
+def test_a_missing_value_is_a_data_error_naming_the_field(
+    template: str, data: dict[str, Any], field: str
+) -> None:
+    definition = {"version": "1.0", "name": "Missing", "template": template}
+
+    with pytest.raises(WidgetDataError) as info:
+        WidgetTemplate(definition).build(data)
+
+    assert info.value.field == field
+    assert f"{field}: is missing" in str(info.value)
+    assert isinstance(info.value, UndefinedError)  # what the reference raised for `{{ x }}`
+    with pytest.raises((UndefinedError, TypeError)):  # the reference: a bare TypeError for tojson
+        ref_widgets.WidgetTemplate(definition).build(data)
+
+
+# ---------------------------------------------------------------------------
+# Bad data: every problem named by its field (validation asked for)
 # ---------------------------------------------------------------------------
 
 
@@ -197,7 +419,7 @@ def test_without_schema_an_undefined_variable_is_a_data_error() -> None:
     template = WidgetTemplate(
         {"version": "1.0", "name": "Loose", "template": '{"type":"Card","children":[{{ x }}]}'}
     )
-    with pytest.raises(WidgetDataError, match="'x' is undefined"):
+    with pytest.raises(WidgetDataError, match="x: is missing"):
         template.build({})
 
 
