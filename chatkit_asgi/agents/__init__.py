@@ -24,7 +24,7 @@ Names follow openai-chatkit's `chatkit.agents`, so moving is a change of imports
 
 from ..widgets.streaming import accumulate_text
 from .context import AgentContext, ClientToolCall
-from .events import ResponseStreamConverter, stream_agent_response
+from .events import ResponseStreamConverter, StreamingThoughtTracker, stream_agent_response
 from .input import ThreadItemConverter, simple_to_agent_input
 from .responder import AgentResponder, run_agent
 
@@ -33,6 +33,7 @@ __all__ = [
     "AgentResponder",
     "ClientToolCall",
     "ResponseStreamConverter",
+    "StreamingThoughtTracker",
     "ThreadItemConverter",
     "accumulate_text",
     "run_agent",

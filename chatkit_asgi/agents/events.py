@@ -26,8 +26,7 @@ Events that tools emit through the `AgentContext` are merged in, in order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Hashable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import anyio
@@ -83,7 +82,7 @@ try:  # where the SDK keeps it; the value has not changed since it was introduce
 except ImportError:  # pragma: no cover - older SDKs
     FAKE_RESPONSES_ID = "__fake_id__"
 
-__all__ = ["ResponseStreamConverter", "stream_agent_response"]
+__all__ = ["ResponseStreamConverter", "StreamingThoughtTracker", "stream_agent_response"]
 
 _RESPONSES_ANNOTATION: TypeAdapter[ResponsesAnnotation] = TypeAdapter(ResponsesAnnotation)
 
@@ -271,13 +270,18 @@ def _model_id(value: object) -> str | None:
     return None
 
 
-@dataclass
-class _Thought:
-    """The thought that streams: the first one of a reasoning workflow."""
+class StreamingThoughtTracker(BaseModel):
+    """The thought that is streaming: the first one of a reasoning workflow.
 
-    key: Hashable
-    workflow_id: str
+    `stream_agent_response` keeps one while such a thought streams (the name
+    and fields are openai-chatkit's): `item_id` names the model's reasoning
+    item, `index` its summary part, and `task` is the thought on the client's
+    screen.
+    """
+
+    item_id: str
     index: int
+    task: ThoughtTask
 
 
 class _Translation:
@@ -285,19 +289,20 @@ class _Translation:
 
     Items of the model are told apart by their id when they have a real one,
     else (Chat Completions: one placeholder id for everything) by model call and
-    output index. Nothing assumes an item was announced before its parts.
+    output index: their key. Nothing assumes an item was announced before its
+    parts.
     """
 
     def __init__(self, context: AgentContext[Any], converter: ResponseStreamConverter) -> None:
         self.ctx = context
         self.converter = converter
         self.response = 0
-        # model item -> ChatKit id, from its first event to its `output_item.done`
-        self.messages: dict[Hashable, str] = {}
+        # model item key -> ChatKit id, from its first event to its `output_item.done`
+        self.messages: dict[str, str] = {}
         # streamed annotations, by (ChatKit message id, content index)
         self.annotations: dict[tuple[str, int], list[Annotation]] = {}
-        self.thought: _Thought | None = None
-        self.images: dict[Hashable, GeneratedImageItem] = {}
+        self.thought: StreamingThoughtTracker | None = None
+        self.images: dict[str, GeneratedImageItem] = {}
         self.tool_tasks: dict[str, tuple[str, int]] = {}
         self.call_items: dict[str, str | None] = {}  # call id -> the call's item id
         self.last_call_id: str | None = None
@@ -321,8 +326,9 @@ class _Translation:
     def _now(self) -> Any:
         return self.ctx.now()
 
-    def _key(self, model_id: object, output_index: object) -> Hashable:
-        return _model_id(model_id) or (self.response, _index(output_index))
+    def _key(self, model_id: object, output_index: object) -> str:
+        placeholder = f"{FAKE_RESPONSES_ID}@{self.response}/{_index(output_index)}"
+        return _model_id(model_id) or placeholder
 
     def _new_id(self, kind: StoreItemType, model_id: object) -> str:
         """The ChatKit id of a new item: the model's, as openai-chatkit does, unless
@@ -571,10 +577,8 @@ class _Translation:
         streams; the others are shown whole when done (openai-chatkit's rule:
         one moving line at a time)."""
         ctx = self.ctx
-        key = (
-            self._key(getattr(data, "item_id", None), getattr(data, "output_index", None)),
-            _index(getattr(data, "summary_index", 0)),
-        )
+        key = self._key(getattr(data, "item_id", None), getattr(data, "output_index", None))
+        summary = _index(getattr(data, "summary_index", 0))
         workflow = ctx.workflow_item
         if workflow is None:
             if not text:
@@ -582,35 +586,31 @@ class _Translation:
             # A summary whose reasoning item was never announced.
             workflow = ctx._open_workflow(Workflow(type="reasoning", tasks=[]), self.out.append)
         tasks = workflow.workflow.tasks
-        thought = self.thought
-        streaming = (
-            thought is not None
-            and thought.key == key
-            and thought.workflow_id == workflow.id
-            and thought.index < len(tasks)
+        tracker = self.thought
+        # Where the streaming thought is now, if it is this one and still shown
+        # (by identity: app code may have replaced it, or closed its workflow).
+        position = (
+            next((i for i, task in enumerate(tasks) if task is tracker.task), None)
+            if tracker is not None and (tracker.item_id, tracker.index) == (key, summary)
+            else None
         )
-        if streaming:
-            assert thought is not None
-            task = tasks[thought.index]
-            if not isinstance(task, ThoughtTask):  # replaced by app code meanwhile
-                self.thought = None
-                return
+        if tracker is not None and position is not None:
             if final:
                 self.thought = None
             elif not text:
                 return
-            content = text if final else task.content + text
+            content = text if final else tracker.task.content + text
+            tracker.task = tracker.task.model_copy(update={"content": content})
             # Sent even when the final text adds nothing, as openai-chatkit does.
-            ctx._update_task(
-                task.model_copy(update={"content": content}), thought.index, self.out.append
-            )
+            ctx._update_task(tracker.task, position, self.out.append)
         elif not text:
             return
         elif final:
             ctx._add_task(ThoughtTask(content=text), self.out.append)
         elif workflow.workflow.type == "reasoning" and not tasks:
-            index = ctx._add_task(ThoughtTask(content=text), self.out.append)
-            self.thought = _Thought(key, workflow.id, index)
+            task = ThoughtTask(content=text)
+            ctx._add_task(task, self.out.append)
+            self.thought = StreamingThoughtTracker(item_id=key, index=summary, task=task)
 
     # -- the end --------------------------------------------------------------------
 

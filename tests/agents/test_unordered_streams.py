@@ -93,6 +93,27 @@ async def test_a_chat_completions_reply_streams_and_keeps_its_citations(
     assert "__fake_id__" not in {checking.id, answer.id}
 
 
+async def test_a_chat_completions_conversation_goes_on_over_turns(store: Store[Any]) -> None:
+    endpoint = chat_completions(say("Paris."), say("Lyon."))
+    agent = Agent(name="Geographer", model=endpoint.model())
+
+    async with client_for(AgentResponder(agent), store) as client:
+        first = await client.create_thread("Capital of France?")
+        thread_id = thread_id_of(first)
+        await client.add_message(thread_id, "And the second city?")
+        thread = await client.get_thread(thread_id)
+
+    # The SDK's Chat Completions converter reads the stored history back.
+    assert endpoint.requests[1]["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Capital of France?"}]},
+        {"role": "assistant", "content": "Paris."},
+        {"role": "user", "content": [{"type": "text", "text": "And the second city?"}]},
+    ]
+    answers = [item for item in thread.items.data if isinstance(item, AssistantMessageItem)]
+    assert [answer.content[0].text for answer in answers] == ["Paris.", "Lyon."]
+    assert answers[0].id != answers[1].id, "the placeholder id is never reused"
+
+
 async def test_a_chat_completions_refusal_is_shown_and_kept(store: Store[Any]) -> None:
     endpoint = chat_completions(refuse("I can't ", "help with that."))
     agent = Agent(name="Careful", model=endpoint.model())

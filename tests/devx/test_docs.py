@@ -347,6 +347,13 @@ async def test_migration(in_tmp: Path) -> None:
     for path in ("/chatkit/", "/assistant/"):
         async with ChatKitTestClient(page["after"], path=path) as client:
             assert final_text(await client.create_thread("hello")) == "Echo: hello"
+    # "Keep your ChatKitServer": the same subclass behind its endpoint, and mounted.
+    for path in ("/chatkit", "/mounted/"):
+        async with ChatKitTestClient(page["kept"], path=path) as client:
+            assert final_text(await client.create_thread("hello")) == "Echo: hello"
+            with pytest.raises(ProtocolHTTPError) as refused:
+                await client.call("threads.get_by_id", thread_id="thr_nope")
+            assert (refused.value.status, refused.value.code) == (404, "thread_not_found")
     await close_all(page)
 
 
