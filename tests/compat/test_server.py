@@ -532,3 +532,72 @@ async def test_iterating_the_result_sends_heartbeats_and_json_events_does_not(
         tasks.start_soon(resume_later)
         frames = [frame async for frame in result.json_events]
     assert all(frame.startswith(b"data: ") for frame in frames)
+
+
+async def test_handle_stream_cancelled_runs_when_cancelled_between_events(store: Any) -> None:
+    """Cancelled while the reply waits to hand an event on (not inside `respond`)."""
+    seen: list[list[tuple[str, str]]] = []
+    words = [f"{n} " for n in range(500)]
+
+    class Chatty(EchoServer):
+        async def respond(
+            self, thread: ThreadMetadata, input_user_message: Any, context: Any
+        ) -> AsyncIterator[ThreadStreamEvent]:
+            item = AssistantMessageItem(
+                id="msg_chatty", thread_id=thread.id, created_at=datetime.now(), content=[]
+            )
+            yield ThreadItemAddedEvent(item=item)
+            for word in words:  # never waits: the buffer fills and the reply waits on it
+                yield delta(item.id, word)
+            item.content = [AssistantMessageContent(text="".join(words))]
+            yield ThreadItemDoneEvent(item=item)
+
+        async def handle_stream_cancelled(
+            self, thread: ThreadMetadata, pending_items: list[ThreadItem], context: Any
+        ) -> None:
+            seen.append(texts(pending_items))
+
+    server = Chatty(store)
+    result = await server.process(create("hi"), ALICE)
+    assert isinstance(result, StreamingResult)
+    events = await read_until(result, "2 ")
+    await result.json_events.aclose()  # type: ignore[attr-defined]
+
+    thread_id = events[0]["thread"]["id"]
+    saved = await stored(store, thread_id)
+    assert [kind for kind, _ in saved] == [
+        "user_message",
+        "assistant_message",
+        "sdk_hidden_context",
+    ]
+    partial = saved[1][1]
+    assert partial.startswith("0 1 2 ") and len(partial) < len("".join(words))
+    assert seen == [[("assistant_message", partial)]]
+
+
+async def test_the_agents_sdk_user_agent_names_us_while_a_reply_runs(store: Any) -> None:
+    from agents.models.chatcmpl_helpers import HEADERS_OVERRIDE
+    from agents.models.openai_responses import _HEADERS_OVERRIDE
+
+    from chatkit_asgi import __version__
+    from chatkit_asgi.server import agents_sdk_user_agent_override
+
+    seen: list[Any] = []
+
+    class Agentic(EchoServer):
+        async def respond(
+            self, thread: ThreadMetadata, input_user_message: Any, context: Any
+        ) -> AsyncIterator[ThreadStreamEvent]:
+            seen.append((HEADERS_OVERRIDE.get(), _HEADERS_OVERRIDE.get()))
+            async for event in super().respond(thread, input_user_message, context):
+                yield event
+
+    await read_all(await Agentic(store).process(create("hi"), ALICE))
+    with agents_sdk_user_agent_override():
+        inside = HEADERS_OVERRIDE.get()
+
+    assert inside is not None
+    assert inside["User-Agent"].endswith(f" chatkit-asgi/{__version__}")
+    assert seen == [(inside, inside)]
+    assert HEADERS_OVERRIDE.get() is None
+    assert _HEADERS_OVERRIDE.get() is None
