@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, NoReturn
 
 import anyio
 from pydantic import TypeAdapter, ValidationError
@@ -513,7 +513,7 @@ class Engine:
             # The thread and its first message, stored whole or not at all (the thread is
             # deleted again if the message fails), before the client hears of either.
             orphan = _Orphan(thread.id, context, attachments)
-            async with self._whole_or_nothing(f"the new thread {thread.id}", orphan) as undo:
+            async with self._whole_or_nothing("the new thread", thread.id, orphan) as undo:
                 undo.add(partial(self.store.delete_thread, thread.id, context))
                 await self.store.save_thread(thread, context)
                 item = await self._store_user_message(turn, request.params.input, attachments, undo)
@@ -533,7 +533,7 @@ class Engine:
         lease = await self._acquire(thread.id, context)
 
         async def body(emit: Emit, options: StreamOptions) -> None:
-            async with self._whole_or_nothing(f"a message on thread {thread.id}") as undo:
+            async with self._whole_or_nothing("a message on thread", thread.id) as undo:
                 item = await self._store_user_message(turn, request.params.input, attachments, undo)
             await emit(ThreadItemDoneEvent(item=item))
             await self._reply(turn, self.responder.respond(turn), emit, options)
@@ -571,7 +571,7 @@ class Engine:
             completed = tool_call.model_copy(
                 update={"output": request.params.result, "status": "completed"}
             )
-            async with self._whole_or_nothing(f"tool output on thread {thread.id}") as undo:
+            async with self._whole_or_nothing("tool output on thread", thread.id) as undo:
                 undo.add(partial(self.store.save_item, thread.id, tool_call, context))
                 await self.store.save_item(thread.id, completed, context)
             await self._reply(turn, self.responder.respond(turn), emit, options)
@@ -738,13 +738,10 @@ class Engine:
 
     # -- helpers ------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def _whole_or_nothing(
-        self, what: str, orphan: _Orphan | None = None
-    ) -> AsyncIterator[_Undo]:
-        """Around a request's writes before its reply: if one fails (or the request is
-        cancelled meanwhile), what was written is taken back, so that sending the
-        request again (what the ChatKit client does) stores it once.
+    def _whole_or_nothing(self, what: str, subject: str, orphan: _Orphan | None = None) -> _Undo:
+        """Around a request's writes before its reply (`async with`): if one fails (or
+        the request is cancelled meanwhile), what was written is taken back, so that
+        sending the request again (what the ChatKit client does) stores it once.
 
         Stores have no transactions across calls (none written to openai-chatkit's
         contract do), so the writes are undone with ordinary store calls instead.
@@ -752,16 +749,13 @@ class Engine:
         before this engine's next request: nobody was told of it, so nothing else
         can have used it meanwhile.
         """
-        undo = _Undo()
-        try:
-            yield undo
-        except BaseException:
-            if not await undo.run(what, self.cleanup_timeout) and orphan is not None:
-                if len(self._orphans) >= _MAX_ORPHANS:
-                    logger.warning("too many new threads left to delete; forgetting one")
-                    del self._orphans[0]
-                self._orphans.append(orphan)
-            raise
+        return _Undo(self, what, subject, orphan)
+
+    def _keep_orphan(self, orphan: _Orphan) -> None:
+        if len(self._orphans) >= _MAX_ORPHANS:
+            logger.warning("too many new threads left to delete; forgetting one")
+            del self._orphans[0]
+        self._orphans.append(orphan)
 
     async def _delete_orphans(self) -> None:
         """Delete the new threads whose creation failed while the store was down."""
@@ -1041,14 +1035,33 @@ async def _released_on_error(lease: TurnLease) -> AsyncIterator[None]:
 
 
 class _Undo:
-    """How to take back the writes of a request so far, newest last."""
+    """How to take back the writes of a request so far (see `Engine._whole_or_nothing`).
 
-    def __init__(self) -> None:
+    A plain class rather than an `asynccontextmanager`: it wraps every new message.
+    """
+
+    __slots__ = ("_engine", "_orphan", "_steps", "_subject", "_what")
+
+    def __init__(self, engine: Engine, what: str, subject: str, orphan: _Orphan | None) -> None:
+        self._engine = engine
+        self._what = what
+        self._subject = subject
+        self._orphan = orphan
         self._steps: list[Callable[[], Awaitable[None]]] = []
 
     def add(self, step: Callable[[], Awaitable[None]]) -> None:
         """Note how to undo the write about to be made."""
         self._steps.append(step)
+
+    async def __aenter__(self) -> _Undo:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            return
+        what = f"{self._what} {self._subject}"
+        if not await self.run(what, self._engine.cleanup_timeout) and self._orphan is not None:
+            self._engine._keep_orphan(self._orphan)
 
     async def run(self, what: str, within: float) -> bool:
         """Undo, newest write first, shielded and within `within` seconds; whether
@@ -1071,8 +1084,7 @@ class _Undo:
         return False
 
 
-@dataclass(frozen=True)
-class _Orphan:
+class _Orphan(NamedTuple):
     """A new thread whose creation failed, left to delete once the store answers."""
 
     thread_id: str

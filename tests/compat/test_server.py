@@ -45,6 +45,7 @@ from chatkit_asgi.types import (
     UserMessageItem,
 )
 from tests.insert_only_store import InsertOnlyStore
+from tests.streaming._support import Gate
 from tests.streaming.conftest import LiveServer, serve_app
 
 __all__ = ["serve_app"]  # the uvicorn fixture
@@ -601,3 +602,43 @@ async def test_the_agents_sdk_user_agent_names_us_while_a_reply_runs(store: Any)
     assert seen == [(inside, inside)]
     assert HEADERS_OVERRIDE.get() is None
     assert _HEADERS_OVERRIDE.get() is None
+
+
+@pytest.mark.uvicorn
+async def test_a_client_leaving_a_process_endpoint_keeps_the_partial_reply(
+    serve_app: ServeApp, store: Any
+) -> None:
+    never = Gate()  # opened by nobody: the reply waits until it is cancelled
+
+    class Waiting(ChatKitServer[dict[str, str]]):
+        async def respond(
+            self, thread: ThreadMetadata, input_user_message: Any, context: Any
+        ) -> AsyncIterator[ThreadStreamEvent]:
+            item = AssistantMessageItem(
+                id="msg_waiting", thread_id=thread.id, created_at=datetime.now(), content=[]
+            )
+            yield ThreadItemAddedEvent(item=item)
+            yield delta(item.id, "Half an ")
+            yield delta(item.id, "answer")
+            await never.wait()
+
+    live = serve_app(fastapi_endpoint(Waiting(store)))
+    events: list[dict[str, Any]] = []
+    async with (
+        httpx.AsyncClient(base_url=live.url, timeout=10) as http,
+        http.stream("POST", "/chatkit", content=create("hi"), headers=JSON) as response,
+    ):
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[len("data: ") :]))
+            if events and events[-1].get("update", {}).get("delta") == "answer":
+                break  # and leave: the connection closes
+
+    # The request ends once the cancelled reply is saved.
+    await live.wait_idle()
+    thread_id = events[0]["thread"]["id"]
+    assert await stored(store, thread_id) == [
+        ("user_message", "hi"),
+        ("assistant_message", "Half an answer"),
+        ("sdk_hidden_context", CANCELLED_NOTE),
+    ]

@@ -73,8 +73,8 @@ def prepare(workdir: Path) -> Path:
             assert source is not None
             target.write_bytes(source.read())
     shutil.copytree(HERE / "overlay", workdir, dirs_exist_ok=True)
-    if (ROOT / "tests" / "insert_only_store.py").exists():  # TEMP
-        shutil.copy(ROOT / "tests" / "insert_only_store.py", workdir / "tests")
+    shutil.copy(HERE / "chatkit_modules.py", workdir)
+    shutil.copy(ROOT / "tests" / "insert_only_store.py", workdir / "tests")
     _render_expected_widgets(workdir / "tests" / "assets" / "widgets")
     return workdir
 

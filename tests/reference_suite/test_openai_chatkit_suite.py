@@ -15,7 +15,19 @@ import pytest
 from .runner import Outcome, prepare, run
 
 # Test id -> why we differ on purpose (the same list is in docs/migration.md).
-DELIBERATE_DIFFERENCES: dict[str, str] = {}
+DELIBERATE_DIFFERENCES: dict[str, str] = {
+    "test_chatkit_server::test_delete_file": (
+        "attachments.delete looks the attachment up in the user's store first: an id the "
+        "store does not know is a 404 and no bytes are deleted (ownership check)"
+    ),
+    "test_chatkit_server::test_delete_file_without_filestore": (
+        "the same lookup comes first: an unknown id is a 404, not a RuntimeError"
+    ),
+    "test_agents::test_input_item_converter_to_input_items_mixed": (
+        "assistant history goes to the model as text, which Chat Completions models "
+        "accept; the reference's output_text parts break every second turn on them"
+    ),
+}
 
 MIN_PASSED = 124
 

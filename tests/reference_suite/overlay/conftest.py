@@ -9,19 +9,9 @@ import importlib
 import sys
 from pathlib import Path
 
-_OURS = {
-    "chatkit": "chatkit_asgi",
-    "chatkit.actions": "chatkit_asgi.actions",
-    "chatkit.agents": "chatkit_asgi.agents",
-    "chatkit.errors": "chatkit_asgi.errors",
-    "chatkit.icons": "chatkit_asgi.types.icons",
-    "chatkit.server": "chatkit_asgi.server",
-    "chatkit.store": "chatkit_asgi.store",
-    "chatkit.types": "chatkit_asgi.types",
-    "chatkit.widgets": "chatkit_asgi.widgets",
-}
+from chatkit_modules import MODULES  # copied beside this file by the runner
 
-for _name, _target in _OURS.items():
+for _name, _target in MODULES.items():
     sys.modules[_name] = importlib.import_module(_target)
 
 sys.path.insert(0, str(Path(__file__).parent / "tests"))
