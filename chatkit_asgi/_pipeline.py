@@ -66,7 +66,7 @@ from .types._base import copy_model
 if TYPE_CHECKING:
     from .observability import ReplyStats
 
-__all__ = ["Emit", "ReplyPipeline", "as_async_generator", "emit_error", "is_hidden"]
+__all__ = ["Emit", "PendingItems", "ReplyPipeline", "as_async_generator", "emit_error", "is_hidden"]
 
 logger = logging.getLogger("chatkit_asgi")
 
@@ -101,7 +101,7 @@ class ReplyPipeline:
         self.emit = emit
         self.thread_response = thread_response
         self.cleanup_timeout = cleanup_timeout
-        self.pending = _PendingItems()
+        self.pending = PendingItems()
         self.items = _StoredItems(store, turn.thread.id, turn.context)
         self.checkpoints = (
             _Checkpoints(self.items, self.pending, checkpoint_interval)
@@ -335,7 +335,7 @@ class _StoredItems:
 class _Checkpoints:
     """Saves streaming assistant messages at most once per `interval` while text flows."""
 
-    def __init__(self, items: _StoredItems, pending: _PendingItems, interval: float) -> None:
+    def __init__(self, items: _StoredItems, pending: PendingItems, interval: float) -> None:
         self.items = items
         self.pending = pending
         self.interval = interval
@@ -369,7 +369,7 @@ class _Checkpoints:
                         self.saves += 1
 
 
-class _PendingItems:
+class PendingItems:
     """Items added but not done yet, kept current so they can be saved before `done`.
 
     Text deltas are collected as chunks and joined only when the item is needed:

@@ -30,54 +30,34 @@ stream options allow cancelling, run to its end otherwise.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import math
-import sys
-import weakref
 from abc import ABC, abstractmethod
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterable,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Iterator,
-)
-from contextlib import aclosing, contextmanager
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING, Any, Generic
 
-import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream
 from typing_extensions import TypeVar
 
-from . import __version__
-from ._pipeline import _PendingItems, as_async_generator, emit_error
-from .engine import Engine, JSONResult, StreamPlan
+from ._server_reply import PullReply, pull_reply
+from ._server_responder import (
+    OPTIONAL_METHODS,
+    ServerResponder,
+    agents_sdk_user_agent_override,
+)
+from .engine import Engine, JSONResult
 from .errors import (
     ChatKitError,
     ConflictError,
-    ErrorCode,
     InvalidRequestError,
     NotSupportedError,
     ResourceNotFoundError,
 )
 from .store import AttachmentStore, NotFoundError, Store
-from .streaming import SSE
 from .types import (
     Action,
     AudioInput,
-    ErrorEvent,
     FeedbackKind,
     StreamOptions,
     SyncCustomActionResponse,
     ThreadItem,
-    ThreadItemAddedEvent,
-    ThreadItemDoneEvent,
-    ThreadItemRemovedEvent,
-    ThreadItemReplacedEvent,
-    ThreadItemUpdatedEvent,
     ThreadMetadata,
     ThreadStreamEvent,
     TranscriptionResult,
@@ -89,7 +69,6 @@ from .widgets.streaming import stream_widget
 
 if TYPE_CHECKING:
     from .responder import ResponderLike
-    from .turn import Turn
 
 __all__ = [
     "DEFAULT_ERROR_MESSAGE",
@@ -103,8 +82,6 @@ __all__ = [
     "stream_widget",
 ]
 
-logger = logging.getLogger("chatkit_asgi")
-
 TContext = TypeVar("TContext", default=Any)
 
 DEFAULT_PAGE_SIZE = 20
@@ -113,56 +90,6 @@ DEFAULT_PAGE_SIZE = 20
 DEFAULT_ERROR_MESSAGE = "Something went wrong while generating the response."
 """A generic message for a `CustomStreamError` (the engine's own error events carry a
 code the UI localizes instead)."""
-
-_BUFFER_SIZE = 64  # frames a reply may run ahead of its reader, as ChatKitApp's default
-_CLEANUP_TIMEOUT = 5.0  # seconds `handle_stream_cancelled` may take, as the engine's saves
-_HEARTBEAT = SSE.heartbeat or b": ping\n"
-
-# Tasks nobody awaits (a reply whose reader left, a lease given back late): referenced
-# here so the event loop does not drop them half-way.
-_BACKGROUND: set[asyncio.Task[Any]] = set()
-
-
-# -- the reference's helpers ------------------------------------------------------------
-
-
-@contextmanager
-def agents_sdk_user_agent_override() -> Iterator[None]:
-    """Within the block, requests of the OpenAI Agents SDK's Responses and Chat
-    Completions models carry a `User-Agent` naming the SDK and chatkit-asgi.
-
-    `ChatKitServer` applies it around `respond` and `action` when the app has imported
-    the Agents SDK, as the reference does. Without the SDK it does nothing.
-    """
-    try:
-        import agents
-        from agents.models.chatcmpl_helpers import HEADERS_OVERRIDE
-        from agents.models.openai_responses import _HEADERS_OVERRIDE
-    except ImportError:  # no Agents SDK (or one without header overrides): nothing to name
-        yield
-        return
-    headers = {"User-Agent": f"Agents/Python {agents.__version__} chatkit-asgi/{__version__}"}
-    tokens = [(var, var.set(headers)) for var in (HEADERS_OVERRIDE, _HEADERS_OVERRIDE)]
-    try:
-        yield
-    finally:
-        for var, token in reversed(tokens):
-            # A generator finalized in another task resets from another context: the
-            # value then dies with the context it was set in.
-            with contextlib.suppress(ValueError):
-                var.reset(token)
-
-
-@contextmanager
-def _agents_user_agent() -> Iterator[None]:
-    """`agents_sdk_user_agent_override`, only when the app uses the Agents SDK: importing
-    it for an app that does not would cost a second or so at the first reply."""
-    if "agents" not in sys.modules:
-        yield
-        return
-    with agents_sdk_user_agent_override():
-        yield
-
 
 # -- results of `process` -------------------------------------------------------------------
 
@@ -183,7 +110,7 @@ class StreamingResult(AsyncIterable[bytes]):
 
     def __init__(self, stream: AsyncIterator[bytes]) -> None:
         self.json_events = stream
-        self._reply: _Reply | None = None
+        self._reply: PullReply | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         if self._reply is not None:
@@ -402,11 +329,7 @@ class ChatKitServer(ABC, Generic[TContext]):
             raise compatible from exc
         if isinstance(result, JSONResult):
             return NonStreamingResult(result.body)
-        reply = _Reply(result, self.heartbeat_interval)
-        frames = reply.frames()
-        # A result that is dropped unread never starts its generator, whose cleanup
-        # would give the thread's turn back: give it back when the generator goes.
-        weakref.finalize(frames, _release_unread, reply, asyncio.get_running_loop()).atexit = False
+        reply, frames = pull_reply(result, self.heartbeat_interval)
         streaming = StreamingResult(frames)
         streaming._reply = reply
         return streaming
@@ -420,7 +343,7 @@ class ChatKitServer(ABC, Generic[TContext]):
             or engine.attachment_store is not self.attachment_store
         ):
             engine = Engine(
-                _ServerResponder(self),
+                self._responder(),
                 self.store,
                 self.attachment_store,
                 page_size=DEFAULT_PAGE_SIZE,
@@ -446,204 +369,15 @@ class ChatKitServer(ABC, Generic[TContext]):
                     f"ChatKitApp(server, {name}=...): the app serves the server's own "
                     f"{name}; set server.{name} instead"
                 )
-        return _ServerResponder(self), self.store, self.attachment_store
+        return self._responder(), self.store, self.attachment_store
 
-
-class _ServerResponder:
-    """A `ChatKitServer` as the engine's object responder: each method calls the
-    server's method of the same purpose with the reference's arguments."""
-
-    def __init__(self, server: ChatKitServer[Any]) -> None:
-        self._server = server
-        kind = type(server)
-        for name in ("action", "sync_action", "transcribe"):
-            if getattr(kind, name) is getattr(ChatKitServer, name):
-                # Not overridden: absent here, so the engine refuses the request before
-                # a reply starts (400 not_supported) instead of failing in the stream.
-                setattr(self, name, None)
-        self._cancel_hook = (
-            kind.handle_stream_cancelled is not ChatKitServer.handle_stream_cancelled
-        )
-
-    def respond(self, turn: Turn[Any]) -> AsyncIterator[ThreadStreamEvent]:
-        """`server.respond(thread, input_user_message, context)`."""
-        server = self._server
-        return self._events(turn, lambda: server.respond(turn.thread, turn.input, turn.context))
-
-    def action(
-        self, turn: Turn[Any], action: Action[str, Any], sender: WidgetItem | None
-    ) -> AsyncIterator[ThreadStreamEvent]:
-        """`server.action(thread, action, sender, context)`."""
-        server = self._server
-        return self._events(turn, lambda: server.action(turn.thread, action, sender, turn.context))
-
-    def sync_action(
-        self, turn: Turn[Any], action: Action[str, Any], sender: WidgetItem | None
-    ) -> Awaitable[SyncCustomActionResponse]:
-        """`server.sync_action(thread, action, sender, context)`."""
-        return self._server.sync_action(turn.thread, action, sender, turn.context)
-
-    def add_feedback(
-        self, turn: Turn[Any], item_ids: list[str], kind: FeedbackKind
-    ) -> Awaitable[None]:
-        """`server.add_feedback(thread_id, item_ids, feedback, context)`."""
-        return self._server.add_feedback(turn.thread.id, item_ids, kind, turn.context)
-
-    def transcribe(self, audio: AudioInput, context: Any) -> Awaitable[TranscriptionResult]:
-        """`server.transcribe(audio_input, context)`."""
-        return self._server.transcribe(audio, context)
-
-    def stream_options(self, turn: Turn[Any]) -> StreamOptions:
-        """`server.get_stream_options(thread, context)`."""
-        return self._server.get_stream_options(turn.thread, turn.context)
-
-    async def _events(
-        self, turn: Turn[Any], start: Callable[[], AsyncIterator[ThreadStreamEvent]]
-    ) -> AsyncIterator[ThreadStreamEvent]:
-        # `start` is called at the first event, inside the engine's reply pipeline: a
-        # method that raises at once gives an error event, as in the reference.
-        pending = _PendingItems() if self._cancel_hook else None
-        with _agents_user_agent():
-            try:
-                async with aclosing(as_async_generator(start())) as events:
-                    async for event in events:
-                        if pending is not None:
-                            _track(pending, event)
-                        yield event
-            except anyio.get_cancelled_exc_class():
-                if pending is not None:
-                    await self._cancelled(turn, pending)
-                raise
-            except GeneratorExit:
-                # Closed at a `yield`: by a cancellation of the reply (the enclosing
-                # scope is cancelled), or because the reply failed outside the responder.
-                if pending is not None and anyio.current_effective_deadline() == -math.inf:
-                    await self._cancelled(turn, pending)
-                raise
-
-    async def _cancelled(self, turn: Turn[Any], pending: _PendingItems) -> None:
-        with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
-            try:
-                await self._server.handle_stream_cancelled(
-                    turn.thread, pending.finished(), turn.context
-                )
-            except Exception:
-                logger.exception("handle_stream_cancelled failed on thread %s", turn.thread.id)
-
-
-def _track(pending: _PendingItems, event: ThreadStreamEvent) -> None:
-    """Keep the items a reply started and has not finished, for `handle_stream_cancelled`."""
-    if isinstance(event, ThreadItemAddedEvent):
-        pending.add(event.item)
-    elif isinstance(event, ThreadItemUpdatedEvent):
-        pending.update(event)
-    elif isinstance(event, ThreadItemDoneEvent | ThreadItemReplacedEvent):
-        pending.discard(event.item.id)
-    elif isinstance(event, ThreadItemRemovedEvent):
-        pending.discard(event.item_id)
-
-
-# -- from the engine's push to the reader's pull ---------------------------------------------
-
-
-class _Reply:
-    """One streaming answer of `process`: the engine's plan pushes events to `emit`,
-    the reader of the `StreamingResult` pulls frames.
-
-    The plan runs in a task of its own from the first read, a bounded buffer ahead of
-    the reader, as under `ChatKitApp`. A reader that stops early counts as a client
-    that left: the reply is cancelled (the engine saves what was streamed) if its stream
-    options allow it, or runs to its end unread; either way the reader's cleanup waits
-    for it, so the thread's turn is free again when the stream is closed.
-    """
-
-    def __init__(self, plan: StreamPlan, heartbeat_interval: float | None) -> None:
-        self.plan = plan
-        self.heartbeat_interval = heartbeat_interval
-        self.heartbeats = False  # set when the result is iterated as an HTTP body
-        self.started = False
-
-    async def frames(self) -> AsyncGenerator[bytes, None]:
-        """The reply's SSE frames, as the reader takes them."""
-        self.started = True
-        plan = self.plan
-        frames_in, frames_out = anyio.create_memory_object_stream[bytes](_BUFFER_SIZE)
-        reply_scope = anyio.CancelScope()
-
-        async def emit(event: ThreadStreamEvent) -> None:
-            frame = SSE.frame(event)
-            try:
-                try:
-                    frames_in.send_nowait(frame)
-                except anyio.WouldBlock:
-                    await frames_in.send(frame)
-            except anyio.BrokenResourceError:
-                pass  # the reader left: the reply goes on (or is being cancelled) unread
-
-        async def produce() -> None:
-            async with frames_in:
-                with reply_scope:
-                    try:
-                        await plan.run(emit)
-                    except Exception:
-                        # The engine turns responder failures into error events itself;
-                        # this failed around it (e.g. a store write before the reply).
-                        logger.exception("reply failed outside the responder")
-                        event = ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True)
-                        await emit_error(emit, event, None)
-
-        producer = asyncio.get_running_loop().create_task(produce())
-        _BACKGROUND.add(producer)
-        producer.add_done_callback(_BACKGROUND.discard)
-        read_to_end = False
-        try:
-            async with frames_out:
-                while (frame := await self._next(frames_out)) is not None:
-                    yield frame
-            read_to_end = True
-        finally:
-            if not read_to_end:
-                frames_out.close()  # what the reply sends from now on is dropped
-                if plan.allow_cancel:
-                    reply_scope.cancel()
-                # Shielded: a reader stopped by a cancellation still waits for the save.
-                with anyio.CancelScope(shield=True):
-                    await asyncio.wait({producer})
-        await asyncio.wait({producer})
-        if producer.cancelled():
-            # Not by us (our cancellation ends inside `reply_scope`): the responder
-            # raised CancelledError itself. The reference lets it reach the reader.
-            raise asyncio.CancelledError
-        failure = producer.exception()
-        if failure is not None:
-            raise failure
-
-    async def _next(self, frames: MemoryObjectReceiveStream[bytes]) -> bytes | None:
-        """The next frame; a heartbeat when one is due; None at the end of the reply."""
-        try:
-            try:
-                return frames.receive_nowait()
-            except anyio.WouldBlock:
-                pass
-            interval = self.heartbeat_interval if self.heartbeats else None
-            if interval is None:
-                return await frames.receive()
-            with anyio.move_on_after(interval):
-                return await frames.receive()
-            return _HEARTBEAT
-        except anyio.EndOfStream:
-            return None
-
-
-def _release_unread(reply: _Reply, loop: asyncio.AbstractEventLoop) -> None:
-    """Give back the turn of a reply whose result was dropped before anyone read it."""
-    if reply.started or loop.is_closed():
-        return
-
-    def release() -> None:
-        task = loop.create_task(reply.plan.release())
-        _BACKGROUND.add(task)
-        task.add_done_callback(_BACKGROUND.discard)
-
-    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing to free
-        loop.call_soon_threadsafe(release)
+    def _responder(self) -> ServerResponder:
+        """This server as the engine's responder, told which optional methods the
+        subclass overrides."""
+        kind = type(self)
+        overridden = [
+            name
+            for name in OPTIONAL_METHODS
+            if getattr(kind, name) is not getattr(ChatKitServer, name)
+        ]
+        return ServerResponder(self, overridden)

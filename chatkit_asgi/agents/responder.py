@@ -20,13 +20,9 @@ from agents import Agent, RunConfig, RunHooks, Runner, TResponseInputItem
 
 from ..turn import Turn
 from ..types import ThreadStreamEvent
+from ._stream_converter import DEFAULT_CONVERTER, ResponseStreamConverter
 from .context import AgentContext
-from .events import (
-    _DEFAULT_CONVERTER,
-    _TRIPWIRES,
-    ResponseStreamConverter,
-    stream_agent_response,
-)
+from .events import TRIPWIRES, stream_agent_response
 from .input import ThreadItemConverter
 
 __all__ = ["AgentResponder", "run_agent"]
@@ -66,14 +62,14 @@ async def run_agent(
     result = Runner.run_streamed(
         agent, input, context=ctx, run_config=run_config, hooks=hooks, max_turns=max_turns
     )
-    stream_converter = stream_converter or _DEFAULT_CONVERTER
+    stream_converter = stream_converter or DEFAULT_CONVERTER
     try:
         async with aclosing(
             stream_agent_response(ctx, result, converter=stream_converter)
         ) as events:
             async for event in events:
                 yield event
-    except _TRIPWIRES as tripwire:
+    except TRIPWIRES as tripwire:
         # The reply's items are taken back already; say why instead of failing.
         notice = stream_converter.guardrail_error(tripwire)
         if notice is not None:

@@ -175,16 +175,18 @@ def sse_frames(body: bytes) -> list[bytes]:
     whole frame `data: <one line>\\n\\n` (so a heartbeat never lands inside a frame).
     """
     pieces = []
-    rest = body
-    while rest:
-        if rest.startswith(PING):
+    start = 0  # positions, not slices: bodies of tens of MiB would be copied per frame
+    while start < len(body):
+        if body.startswith(PING, start):
             pieces.append(PING)
-            rest = rest[len(PING) :]
+            start += len(PING)
             continue
-        frame, blank, rest = rest.partition(b"\n\n")
-        assert blank, f"an unfinished frame: {frame[:200]!r}"
+        end = body.find(b"\n\n", start)
+        assert end >= 0, f"an unfinished frame: {body[start : start + 200]!r}"
+        frame = body[start:end]
         assert frame.startswith(b"data: ") and b"\n" not in frame, frame[:200]
-        pieces.append(frame + blank)
+        pieces.append(frame + b"\n\n")
+        start = end + 2
     return pieces
 
 
