@@ -62,6 +62,7 @@ from .types import (
     WorkflowTaskUpdated,
 )
 from .types._base import copy_model
+from .types.items import ThreadItemBase
 
 if TYPE_CHECKING:
     from .observability import ReplyStats
@@ -470,6 +471,13 @@ def as_async_generator(source: Any) -> Any:
 
 
 def _coerce_event(raw: Any) -> ThreadStreamEvent:
+    if isinstance(raw, ThreadItemBase):
+        # An item has a `type` too, so it would pass for an event and reach the client
+        # as nonsense: name the wrapping the responder forgot.
+        raise TypeError(
+            f"the responder yielded a {type(raw).__name__}, an item, not an event: "
+            "yield ThreadItemDoneEvent(item=...) to add it to the thread"
+        )
     if isinstance(raw, BaseModel) and hasattr(raw, "type"):
         return raw  # type: ignore[return-value]
     return _EVENT_ADAPTER.validate_python(raw)

@@ -174,6 +174,20 @@ def _negotiate_stream(accept: str | None) -> Framing | None:
     return framing if quality > 0 else None
 
 
+def _check_store(value: object, argument: str, base: type[Any], example: str) -> None:
+    """Refuse a store of the wrong kind now, rather than with a 500 at the first request."""
+    if isinstance(value, base):
+        return
+    kind = base.__name__
+    if inspect.isclass(value) and issubclass(value, base):
+        hint = f"{value.__name__} is the class: call it, {argument}={value.__name__}(...)"
+    elif isinstance(value, (str, os.PathLike)):
+        hint = f"a path is not a store: open one, e.g. {example}"
+    else:
+        hint = f"pass an instance of a {kind} subclass, e.g. {example}"
+    raise TypeError(f"{argument} must be a chatkit_asgi {kind}, not {value!r}: {hint}")
+
+
 class ChatKitApp:
     """The ChatKit protocol endpoint as an ASGI application.
 
@@ -255,12 +269,22 @@ class ChatKitApp:
         health: bool = False,
         health_timeout: float = 3.0,
     ) -> None:
-        if isinstance(responder, ServerLike):  # a ChatKitServer: its responder face, its stores
+        # A class passes the ServerLike check (it has the method); BoundResponder says why not.
+        if isinstance(responder, ServerLike) and not inspect.isclass(responder):
+            # a ChatKitServer: its responder face, its stores
             responder, store, attachment_store = responder._chatkit_mount(store, attachment_store)
         if store is None:
             from .stores.sqlite import SQLiteStore
 
             store = SQLiteStore("chatkit.db")
+        _check_store(store, "store", Store, 'store=SQLiteStore("chatkit.db")')
+        if attachment_store is not None:
+            _check_store(
+                attachment_store,
+                "attachment_store",
+                AttachmentStore,
+                'attachment_store=FileSystemAttachmentStore("uploads")',
+            )
         self.store = store
         # -- production hooks: telemetry, request records, health
         self.telemetry: Telemetry | None = None

@@ -41,6 +41,7 @@ __all__ = [
     "app_factory",
     "attachment_store_factory",
     "build_app",
+    "check_responder",
     "load_target",
     "main",
     "store_factory",
@@ -160,7 +161,14 @@ def load_target(target: str, app_dir: str = ".", *, instantiate: bool = True) ->
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             raise UsageError(f"cannot import module {module_name!r} ({exc})") from None
-        raise
+        raise UsageError(f"importing {module_name!r} failed: {_one_line(exc)}") from None
+    except SyntaxError as exc:
+        where = f"{exc.filename}:{exc.lineno}" if exc.filename else module_name
+        raise UsageError(f"syntax error in {where}: {exc.msg}") from None
+    except Exception as exc:
+        # Whatever the module raises while importing (a bad import inside it, a missing
+        # setting...): one line naming the target, not a traceback from importlib.
+        raise UsageError(f"importing {module_name!r} failed: {_one_line(exc)}") from None
     value: Any = module
     for name in attribute.split("."):
         try:
@@ -170,6 +178,33 @@ def load_target(target: str, app_dir: str = ".", *, instantiate: bool = True) ->
     if instantiate and inspect.isclass(value):
         value = value()
     return value
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def check_responder(value: Any, target: str) -> None:
+    """Refuse, before serving, a target that is no responder (an ASGI app, a sync function)."""
+    from .responder import BoundResponder
+
+    if inspect.isclass(value):
+        if callable(getattr(value, "respond", None)):
+            return  # a class of responders: instantiated in each worker
+        raise UsageError(f"{target} is a class without a respond(turn) method")
+    try:
+        BoundResponder(value)
+    except TypeError as exc:
+        message = f"{target} is not a responder: {exc}"
+        if "ASGI app" in str(exc):
+            message = (
+                f"{target} is an ASGI app, not a responder: run it with "
+                f"`uvicorn {target}`, serve it beside a responder with "
+                f"`--also /path={target}`, or point serve at an async-generator "
+                "function of a Turn"
+            )
+        raise UsageError(message) from None
 
 
 def build_app(config: ServeConfig) -> Any:
@@ -183,7 +218,7 @@ def build_app(config: ServeConfig) -> Any:
     from starlette.responses import RedirectResponse
     from starlette.routing import BaseRoute, Mount, Route
 
-    from .app import ChatKitApp
+    from .app import RUN_ID_HEADER, ChatKitApp
 
     responder = load_target(config.target, config.app_dir)
     context: Callable[..., Any] | None = None
@@ -217,6 +252,8 @@ def build_app(config: ServeConfig) -> Any:
                 allow_origins=config.cors,
                 allow_methods=["GET", "POST", "PUT"],
                 allow_headers=["*"],
+                # Browser code may read the run id of a reply (e.g. to report it).
+                expose_headers=[RUN_ID_HEADER],
             )
         )
     return Starlette(routes=routes, middleware=middleware, lifespan=chatkit.lifespan)
@@ -345,7 +382,7 @@ def _also(value: str) -> tuple[str, str]:
 
 def _check(config: ServeConfig, workers: int) -> None:
     """Fail fast, before any worker starts: the target imports and the URLs name stores."""
-    load_target(config.target, config.app_dir, instantiate=False)
+    check_responder(load_target(config.target, config.app_dir, instantiate=False), config.target)
     for target in config.also.values():
         load_target(target, config.app_dir, instantiate=False)
     if config.context:

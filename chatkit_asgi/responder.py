@@ -62,11 +62,48 @@ async def _maybe_await(value: Any) -> Any:
     return value
 
 
+def _describe(value: object) -> str:
+    name = getattr(value, "__qualname__", None) or type(value).__name__
+    return f"responder {name}"
+
+
+def _is_asgi_app(value: Callable[..., Any]) -> bool:
+    """True for a callable taking (scope, receive, send), which a responder never does."""
+    try:
+        signature = inspect.signature(value)
+    except (TypeError, ValueError):  # some builtins and C callables have none
+        return False
+    try:
+        signature.bind(None)
+    except TypeError:
+        try:
+            signature.bind(None, None, None)
+        except TypeError:
+            return False
+        return True
+    return False
+
+
 class BoundResponder:
     """The engine's view of a responder: every optional method, or a clear refusal."""
 
     def __init__(self, responder: ResponderLike) -> None:
+        if inspect.isclass(responder):
+            # A class is callable, so it would be taken for a function and "called"
+            # with the Turn at the first message.
+            name = responder.__name__
+            raise TypeError(
+                f"responder {name} is a class: pass an instance, ChatKitApp({name}(), ...)"
+                if callable(getattr(responder, "respond", None))
+                else f"responder {name} is a class without a respond(turn) method"
+            )
         respond = getattr(responder, "respond", None)
+        if not callable(respond) and callable(responder) and _is_asgi_app(responder):
+            raise TypeError(
+                f"{_describe(responder)} is an ASGI app (it takes scope, receive, send), "
+                "not a responder: give ChatKitApp an async-generator function of a Turn "
+                "(async def respond(turn): ... yield event), or mount the app beside it"
+            )
         if callable(respond):
             self._respond: ResponderFunction = respond
             self._target: object = responder
@@ -80,6 +117,11 @@ class BoundResponder:
             )
         for name in ("respond", "action"):
             method = self._respond if name == "respond" else getattr(self._target, name, None)
+            if inspect.isgeneratorfunction(method):
+                raise TypeError(
+                    f"{name}() is a plain generator (`def` with `yield`): make it "
+                    f"`async def {name}(...)`; the engine reads its events with `async for`"
+                )
             if inspect.iscoroutinefunction(method):
                 # `async def` without `yield` returns a coroutine, not events: say so now
                 # rather than with an obscure TypeError in the middle of a stream.

@@ -38,7 +38,7 @@ from ._attachments import (
     media_type,
 )
 from .errors import ChatKitError, ConflictError, InvalidRequestError, ResourceNotFoundError
-from .store import AttachmentStore, NotFoundError
+from .store import AttachmentStore, NotFoundError, StoreUnavailableError
 from .types._base import to_wire_json
 
 if TYPE_CHECKING:
@@ -111,8 +111,9 @@ class UploadRoutes:
     async def handle(self, route: str, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer `route` (the path below the mount) if it is an attachment route.
 
-        Failures other than `ChatKitError` (storage down, a bug) are logged and
-        answered 500, as on the protocol endpoint, while no response has started.
+        A store outage (`StoreUnavailableError`) is answered 503 `store_unavailable`
+        with `Retry-After`, other failures (a bug) 500, as on the protocol endpoint,
+        while no response has started.
         """
         started = False
 
@@ -125,6 +126,17 @@ class UploadRoutes:
             return await self._route(route, scope, receive, tracking_send)
         except (ChatKitError, anyio.get_cancelled_exc_class()):
             raise
+        except StoreUnavailableError:
+            # As on the protocol endpoint: an outage, worth retrying, not a bug.
+            logger.warning("store unavailable on attachment route %s", route, exc_info=True)
+            if started:
+                raise
+            raise ChatKitError(
+                "The store is unavailable; try again shortly",
+                code="store_unavailable",
+                status_code=503,
+                headers={"Retry-After": "1"},
+            ) from None
         except Exception:
             logger.exception("attachment route %s failed", route)
             if started:

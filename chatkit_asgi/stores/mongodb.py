@@ -30,6 +30,7 @@ and every unique index, so another tenant's ids behave exactly like missing ones
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import secrets
@@ -43,6 +44,7 @@ from pydantic import TypeAdapter
 
 try:
     import bson
+    import pymongo
     from bson.errors import InvalidDocument
     from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument
     from pymongo.database import Database as _SyncDatabase
@@ -99,7 +101,25 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _outages(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Report an unreachable MongoDB as `StoreUnavailableError` (the app answers 503)."""
+    """Bound the call by the store's `timeout` and report an unreachable MongoDB as
+    `StoreUnavailableError` (the app answers 503).
+
+    The method's first argument has an `_operation_timeout()` context manager.
+    """
+
+    @functools.wraps(method)
+    async def bounded(*args: P.args, **kwargs: P.kwargs) -> R:
+        with args[0]._operation_timeout():  # type: ignore[attr-defined]
+            return await method(*args, **kwargs)
+
+    return _translated(bounded)
+
+
+def _translated(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Report an unreachable MongoDB as `StoreUnavailableError`, with no time bound
+    of its own (for methods that bound each step themselves)."""
 
     @functools.wraps(method)
     async def translated(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -111,6 +131,13 @@ def _outages(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Corouti
             raise
 
     return translated
+
+
+def _client_timeout(seconds: float | None) -> contextlib.AbstractContextManager[Any]:
+    """PyMongo's client-side operation timeout (CSOT) for the block, or nothing."""
+    if seconds is None:
+        return contextlib.nullcontext()
+    return pymongo.timeout(seconds)
 
 
 class UnstorableDocumentError(ValueError):
@@ -146,6 +173,9 @@ class MongoTurnLease:
         self._released = False
         self.thread_id = thread_id
         self.renew_every: float | None = store.lease_ttl / 3
+
+    def _operation_timeout(self) -> contextlib.AbstractContextManager[Any]:
+        return _client_timeout(self._store.timeout)
 
     @_outages
     async def renew(self) -> None:
@@ -198,6 +228,12 @@ class MongoStore(Store[TContext]):
     primary, timeouts, network errors) raises `StoreUnavailableError`, which the
     app answers with 503. A value MongoDB cannot store raises
     `DocumentTooLargeError` or `UnstorableDocumentError` before anything is written.
+
+    `timeout` (seconds, 5 by default) bounds every store call with PyMongo's
+    client-side operation timeout (`pymongo.timeout`), whatever the client's
+    `serverSelectionTimeoutMS` (30 s by default): an unreachable MongoDB raises
+    `StoreUnavailableError` within it. `acquire_turn` applies it to each attempt,
+    so its `wait` may be longer. None leaves timeouts to the client (`timeoutMS`).
     """
 
     def __init__(
@@ -209,6 +245,7 @@ class MongoStore(Store[TContext]):
         lease_ttl: float = 30.0,
         transactions: bool | None = None,
         auto_index: bool = True,
+        timeout: float | None = 5.0,
     ) -> None:
         if isinstance(database, _SyncDatabase):
             raise TypeError(
@@ -218,7 +255,10 @@ class MongoStore(Store[TContext]):
             )
         if lease_ttl <= 0:
             raise ValueError(f"lease_ttl must be positive, not {lease_ttl!r}")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be positive seconds or None, not {timeout!r}")
         self.database = database
+        self.timeout = timeout
         self.lease_ttl = lease_ttl
         self._tenant = tenant
         self._threads: Any = database[f"{collection_prefix}threads"]
@@ -255,6 +295,9 @@ class MongoStore(Store[TContext]):
         client, self._owned_client = self._owned_client, None
         if client is not None:
             await _maybe_await(client.close())
+
+    def _operation_timeout(self) -> contextlib.AbstractContextManager[Any]:
+        return _client_timeout(self.timeout)
 
     # -- health ------------------------------------------------------------
     @_outages
@@ -604,7 +647,7 @@ class MongoStore(Store[TContext]):
 
     # -- turn leases ---------------------------------------------------------------
 
-    @_outages
+    @_translated
     async def acquire_turn(self, thread_id: str, context: TContext, wait: float) -> MongoTurnLease:
         """The lease on the thread's turn, shared by every worker using this database.
 
@@ -614,11 +657,15 @@ class MongoStore(Store[TContext]):
         """
         owner = self._owner(context)
         holder = secrets.token_hex(16)
-        await self._ready()
+        with self._operation_timeout():
+            await self._ready()
         deadline = anyio.current_time() + max(wait, 0.0)
         delay = _BACKOFF_SECONDS / 2
         while True:
-            if await self._try_lease(owner, thread_id, holder):
+            # Each attempt has the whole timeout: `wait` may be longer than it.
+            with self._operation_timeout():
+                taken = await self._try_lease(owner, thread_id, holder)
+            if taken:
                 return MongoTurnLease(self, owner, thread_id, holder)
             remaining = deadline - anyio.current_time()
             if remaining <= 0:
@@ -786,6 +833,7 @@ def _is_outage(exc: PyMongoError) -> bool:
     """Whether the error is about reaching MongoDB (a retry later may succeed)."""
     return (
         isinstance(exc, ConnectionFailure)  # network errors, timeouts, no primary
+        or exc.timeout  # the operation timeout expired (a server-side maxTimeMS too)
         or exc.has_error_label("RetryableWriteError")
         or exc.has_error_label("TransientTransactionError")
     )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 from urllib.parse import parse_qs, urlsplit
@@ -30,7 +30,13 @@ from urllib.parse import parse_qs, urlsplit
 import aioboto3  # type: ignore[import-untyped]
 import anyio
 from botocore.config import Config  # type: ignore[import-untyped]
-from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+from botocore.exceptions import (  # type: ignore[import-untyped]
+    ClientError,
+    HTTPClientError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
 from pydantic import AnyUrl
 
 from .._attachments import (
@@ -46,7 +52,7 @@ from .._attachments import (
     storage_segment,
     without_upload_descriptor,
 )
-from ..store import AttachmentStore, NotFoundError
+from ..store import AttachmentStore, NotFoundError, StoreUnavailableError
 from ..types import (
     Attachment,
     AttachmentCreateParams,
@@ -147,6 +153,14 @@ class S3AttachmentStore(AttachmentStore[TContext]):
         upload_ttl: seconds a two-phase upload URL stays valid.
         part_size: bytes per part of a direct upload's multipart upload (the
             memory one upload holds); at least 5 MiB.
+        connect_timeout: seconds to wait for a connection to S3 (2 by default,
+            botocore's is 60), tried at most `max_attempts` times (2 by default) so
+            that an unreachable endpoint fails in seconds; `client_config` may
+            override both.
+
+    S3 that cannot be reached (connection refused or timed out, a read timeout,
+    a dropped connection, S3 answering 500/503) raises `StoreUnavailableError`,
+    which the app answers with 503 `store_unavailable` and `Retry-After`.
     """
 
     def __init__(
@@ -169,6 +183,8 @@ class S3AttachmentStore(AttachmentStore[TContext]):
         url_ttl: int = 3600,
         upload_ttl: int = 900,
         part_size: int = 8 * 1024 * 1024,
+        connect_timeout: float = 2.0,
+        max_attempts: int = 2,
     ) -> None:
         if part_size < _MIN_PART_SIZE:
             raise ValueError("part_size must be at least 5 MiB (S3's minimum part size)")
@@ -183,7 +199,11 @@ class S3AttachmentStore(AttachmentStore[TContext]):
         self.part_size = part_size
         self._tenant = tenant
         self._session = session if session is not None else aioboto3.Session()
-        config = Config(signature_version="s3v4")
+        config = Config(
+            signature_version="s3v4",
+            connect_timeout=connect_timeout,
+            retries={"mode": "standard", "max_attempts": max_attempts},
+        )
         if addressing_style is not None:
             config = config.merge(Config(s3={"addressing_style": addressing_style}))
         if client_config is not None:
@@ -221,7 +241,8 @@ class S3AttachmentStore(AttachmentStore[TContext]):
     async def ping(self) -> None:
         """`HeadBucket` (the health check): the bucket exists and these credentials reach it."""
         client = await self._client()
-        await client.head_bucket(Bucket=self.bucket)
+        with _outages():
+            await client.head_bucket(Bucket=self.bucket)
 
     # -- AttachmentStore ---------------------------------------------------------------
 
@@ -281,6 +302,12 @@ class S3AttachmentStore(AttachmentStore[TContext]):
         Up to one part is buffered: small files become one `PutObject`, larger
         ones a multipart upload that is aborted if anything fails.
         """
+        with _outages():
+            return await self._upload(name, mime_type, chunks, context)
+
+    async def _upload(
+        self, name: str, mime_type: str, chunks: AsyncIterator[bytes], context: TContext
+    ) -> Attachment:
         self.rules.check_type(mime_type)
         mime = media_type(mime_type)
         attachment_id = self.generate_attachment_id(mime_type, context)
@@ -328,23 +355,26 @@ class S3AttachmentStore(AttachmentStore[TContext]):
     async def delete_attachment(self, attachment_id: str, context: TContext) -> None:
         """Delete the object (no error when it is already gone)."""
         client = await self._client()
-        await client.delete_object(Bucket=self.bucket, Key=self._key(context, attachment_id))
+        with _outages():
+            await client.delete_object(Bucket=self.bucket, Key=self._key(context, attachment_id))
 
     async def open(self, attachment_id: str, context: TContext) -> AsyncIterator[bytes]:
         """The object's bytes in chunks; `NotFoundError` when there is no such object."""
         client = await self._client()
         try:
-            response = await client.get_object(
-                Bucket=self.bucket, Key=self._key(context, attachment_id)
-            )
+            with _outages():
+                response = await client.get_object(
+                    Bucket=self.bucket, Key=self._key(context, attachment_id)
+                )
         except ClientError as exc:
             if _error_code(exc) in _NOT_FOUND_CODES:
                 raise NotFoundError(f"attachment {attachment_id} not found") from None
             raise
         body = cast(_StreamingBody, response["Body"])
         async with body:
-            async for chunk in body.iter_chunks(_READ_CHUNK):
-                yield chunk
+            with _outages():
+                async for chunk in body.iter_chunks(_READ_CHUNK):
+                    yield chunk
 
     async def refresh_urls(self, attachment: Attachment, context: TContext) -> Attachment:
         """Drop the spent upload descriptor; renew an image's presigned preview URL
@@ -409,6 +439,22 @@ class S3AttachmentStore(AttachmentStore[TContext]):
             **target, UploadId=upload_id, PartNumber=number, Body=body
         )
         return {"ETag": response["ETag"], "PartNumber": number}
+
+
+@contextlib.contextmanager
+def _outages() -> Iterator[None]:
+    """Report S3 that cannot be reached, or says it is unavailable, as
+    `StoreUnavailableError` (the app answers 503 with `Retry-After`)."""
+    try:
+        yield
+    except (BotoConnectionError, HTTPClientError) as exc:
+        # Refused or timed-out connections, read timeouts, dropped connections.
+        raise StoreUnavailableError(f"S3 is unreachable: {exc}") from exc
+    except ClientError as exc:
+        status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status in (500, 502, 503, 504):
+            raise StoreUnavailableError(f"S3 is unavailable: {exc}") from exc
+        raise
 
 
 def _error_code(exc: Any) -> str:

@@ -276,3 +276,68 @@ def test_also_needs_a_path_and_an_app(run_cli: RunCLI) -> None:
     result = run_cli("demo", "--also", "examples.agent.app:app")
     assert result.returncode == 2
     assert "PATH=MODULE:APP" in result.stderr
+
+
+BROKEN_TARGETS = {
+    "inner_import": "import nosuchdependency_xyz\n\nasync def respond(turn):\n    yield None\n",
+    "bad_syntax": "async def respond(turn)\n    yield None\n",
+    "raises": "raise RuntimeError('DATABASE_URL is not set\\nset it first')\n",
+    "asgi": (
+        "from starlette.applications import Starlette\n\n"
+        "app = Starlette()\n\n"
+        "async def raw(scope, receive, send):\n    pass\n"
+    ),
+    "plain": ("def respond(turn):\n    yield None\n\nclass Assistant:\n    pass\n"),
+}
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("inner_import:respond", "No module named 'nosuchdependency_xyz'"),
+        ("bad_syntax:respond", "syntax error in"),
+        ("raises:respond", "RuntimeError: DATABASE_URL is not set set it first"),
+        ("asgi:app", "asgi:app is an ASGI app, not a responder"),
+        ("asgi:raw", "asgi:raw is an ASGI app, not a responder"),
+        ("plain:respond", "make it `async def respond(...)`"),
+        ("plain:Assistant", "a class without a respond(turn) method"),
+    ],
+)
+def test_a_bad_target_is_one_line_and_status_2(
+    run_cli: RunCLI, tmp_path: Path, target: str, message: str
+) -> None:
+    for name, source in BROKEN_TARGETS.items():
+        (tmp_path / f"{name}.py").write_text(source)
+    result = run_cli("serve", target, "--store", "memory://")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("chatkit-asgi: error: ")
+    assert message in lines[0]
+
+
+async def test_cors_exposes_the_run_id_header(
+    start_cli: Callable[..., CLIServer], app_module: str
+) -> None:
+    server = start_cli(
+        "serve", f"{app_module}:respond", "--store", "memory://", "--cors", "http://localhost:3000"
+    )
+    response = await fetch(
+        "POST",
+        server.url + "/chatkit/",
+        json={
+            "type": "threads.create",
+            "params": {
+                "input": {
+                    "content": [{"type": "input_text", "text": "hi"}],
+                    "attachments": [],
+                    "inference_options": {},
+                }
+            },
+        },
+        headers={"origin": "http://localhost:3000"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["x-chatkit-run-id"]
+    exposed = response.headers["access-control-expose-headers"].lower()
+    assert "x-chatkit-run-id" in exposed
