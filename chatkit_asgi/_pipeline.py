@@ -122,9 +122,16 @@ class ReplyPipeline:
             # The saver starts with the first streamed text: most replies have none.
             self.checkpoints.background = background
             try:
-                await self._run(source)
+                # A checkpoint that finds the thread deleted cancels this scope.
+                with anyio.CancelScope() as self.checkpoints.reply:
+                    await self._run(source)
             finally:
                 background.cancel_scope.cancel()
+        if self.checkpoints.thread_gone:
+            # Expected (another tab deleted the thread mid-reply), not a failure.
+            logger.info(
+                "thread %s was deleted during its reply; the reply ends", self.turn.thread.id
+            )
 
     async def _run(self, source: AsyncIterator[ThreadStreamEvent]) -> None:
         # Called once, at the responder's first event: one local check per event.
@@ -136,9 +143,20 @@ class ReplyPipeline:
                         first()
                         first = None
                     event = _coerce_event(raw)
-                    if await self._persist(event):
-                        await self.emit(event)
-                    await self._sync_thread()
+                    try:
+                        shown = await self._persist(event)
+                        if shown:
+                            await self.emit(event)
+                        await self._sync_thread()
+                    except NotFoundError:
+                        # Our writes upsert: only a deleted thread makes them not found.
+                        raise _ThreadGone from None
+        except _ThreadGone:
+            # Expected (another tab deleted the thread mid-reply), not a failure.
+            logger.info(
+                "thread %s was deleted during its reply; the reply ends", self.turn.thread.id
+            )
+            return
         except anyio.get_cancelled_exc_class():
             with anyio.move_on_after(self.cleanup_timeout, shield=True):
                 await self._save_cancelled()
@@ -230,6 +248,8 @@ class ReplyPipeline:
     async def _save_cancelled(self) -> None:
         """Keep what the user already saw of a cancelled reply, and say it was cancelled."""
         thread, context = self.turn.thread, self.turn.context
+        if self.checkpoints is not None and self.checkpoints.thread_gone:
+            return  # nowhere to save it
         try:
             if self.checkpoints is not None:
                 # A checkpoint still being written must not land after the final text.
@@ -293,6 +313,10 @@ class _Finishing:
             checkpoints.lock.release()
 
 
+class _ThreadGone(Exception):
+    """A write of the reply found its thread deleted."""
+
+
 class _StoredItems:
     """Writes a reply's items: `add_thread_item` the first time, `save_item` after.
 
@@ -344,6 +368,9 @@ class _Checkpoints:
         self.written: set[str] = set()
         self.saves = 0
         self.background: anyio.abc.TaskGroup | None = None
+        self.reply: anyio.CancelScope | None = None
+        """The reply's scope, cancelled when a checkpoint finds its thread deleted."""
+        self.thread_gone = False
         self._wake: anyio.Event | None = None
 
     def due(self) -> None:
@@ -365,7 +392,14 @@ class _Checkpoints:
                 for item in self.pending.finished():
                     if isinstance(item, AssistantMessageItem):
                         # Added by the first checkpoint, updated by the next ones.
-                        await self.items.put(item)
+                        try:
+                            await self.items.put(item)
+                        except NotFoundError:
+                            # The thread was deleted mid-reply: end the reply quietly.
+                            self.thread_gone = True
+                            if self.reply is not None:
+                                self.reply.cancel()
+                            return
                         self.written.add(item.id)
                         self.saves += 1
 

@@ -13,6 +13,9 @@ validated and its thread loaded, and before the thread's turn is taken::
 
 `thread` is the thread the request acts on, or None when there is none
 (`threads.create`, `threads.list`, `attachments.*`, `input.transcribe`).
+A direct upload (`POST {mount}/upload`) is asked about as `attachments.upload`
+before any of its bytes are stored; a refusal answers it 429 like any
+non-streaming request.
 
 A refused streaming request answers 200 with a stream holding only the refusal:
 an `error` event (its message shown as is) or a `notice` event, by `level`.
@@ -50,6 +53,7 @@ from .types.requests import NonStreamingReq, StreamingReq
 __all__ = [
     "REQUEST_TYPES",
     "TURN_REQUEST_TYPES",
+    "UPLOAD_REQUEST_TYPE",
     "Admission",
     "BucketBackend",
     "InMemoryBuckets",
@@ -74,8 +78,11 @@ def _type_names(union: Any) -> frozenset[str]:
 TURN_REQUEST_TYPES = _type_names(StreamingReq)
 """The request types that start a turn (the streaming ones)."""
 
-REQUEST_TYPES = TURN_REQUEST_TYPES | _type_names(NonStreamingReq)
-"""Every request type of the protocol."""
+UPLOAD_REQUEST_TYPE = "attachments.upload"
+"""The request type a direct upload (`POST {mount}/upload`) is admitted as."""
+
+REQUEST_TYPES = TURN_REQUEST_TYPES | _type_names(NonStreamingReq) | {UPLOAD_REQUEST_TYPE}
+"""Every request type a hook may be asked about: the protocol's, and direct uploads."""
 
 
 @dataclass(frozen=True)

@@ -328,6 +328,9 @@ class ChatKitApp:
         self.playground = PlaygroundRoutes() if playground else None
         # Graceful shutdown: requests in flight, ended cleanly when cancelled.
         self.requests = RequestTracker()
+        # Whether a lifespan reached this app (see `_check_lifespan`).
+        self._lifespan_seen = False
+        self._lifespan_warned = False
         _configure_logging()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -346,6 +349,8 @@ class ChatKitApp:
         ):
             await self._send_health(scope, send)
             return
+        if not self._lifespan_seen:
+            self._check_lifespan(scope)
         record = self.observer.begin(scope)
         async with self.requests.track(send) as send:
             try:
@@ -380,7 +385,10 @@ class ChatKitApp:
         """A Starlette/FastAPI lifespan that closes the stores on shutdown::
 
         Starlette(routes=[Mount("/chatkit", app=chatkit)], lifespan=chatkit.lifespan)
+
+        Inside a lifespan of your own: `async with chatkit.lifespan(app): yield`.
         """
+        self._lifespan_seen = True
         try:
             yield
         finally:
@@ -391,11 +399,29 @@ class ChatKitApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._lifespan_seen = True
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def _check_lifespan(self, scope: Scope) -> None:
+        # Nothing needs starting (the stores connect on first use), so a mounted app
+        # without a lifespan serves requests; what it misses is the shutdown that
+        # drains requests and closes the stores, and no server hook other than the
+        # lifespan runs at shutdown on the server's loop. So: say so, once. Only for a
+        # mounted app (a `root_path`): a bare app in tests or scripts is left quiet.
+        if self._lifespan_warned or not scope.get("root_path"):
+            return
+        self._lifespan_warned = True
+        logger.warning(
+            "ChatKitApp is mounted at %s but received no lifespan, so its stores will not "
+            "be closed on shutdown: pass lifespan=chatkit.lifespan to the host app "
+            "(Starlette(..., lifespan=...) / FastAPI(lifespan=...)), or enter "
+            "`async with chatkit.lifespan(app):` inside the host's own lifespan",
+            scope["root_path"],
+        )
 
     async def _send_health(self, scope: Scope, send: Send) -> None:
         status, body = await check_health(
@@ -558,8 +584,12 @@ class ChatKitApp:
             status_code=413,
         )
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_size:
-            raise too_large
+        if declared is not None:
+            # ASCII digits only: str.isdigit() and int() also take "²" or "٣".
+            if not (declared.isascii() and declared.isdigit()):
+                raise ChatKitError("The Content-Length header is not a number")
+            if int(declared) > self.max_body_size:
+                raise too_large
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -622,6 +652,9 @@ class ChatKitMiddleware:
         self.path = "/" + path.strip("/")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
         if scope["type"] == "http":
             path = _route_path(scope)
             if path == self.path or path.startswith(self.path + "/"):
@@ -630,6 +663,20 @@ class ChatKitMiddleware:
                 await self.chatkit({**scope, "root_path": root_path}, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The wrapped app runs its own lifespan; the ChatKit app's runs around it:
+        # it is started first (nothing to open: the stores connect on first use) and
+        # shut down last, once the wrapped app's shutdown is over, so the site's own
+        # cleanup may still use the ChatKit stores.
+        self.chatkit._lifespan_seen = True
+
+        async def send_after_chatkit(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await self.chatkit.aclose()
+            await send(message)
+
+        await self.app(scope, receive, send_after_chatkit)
 
 
 async def _send_json(

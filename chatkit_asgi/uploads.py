@@ -37,6 +37,7 @@ from ._attachments import (
     content_disposition,
     media_type,
 )
+from .admission import UPLOAD_REQUEST_TYPE, asked_types
 from .errors import ChatKitError, ConflictError, InvalidRequestError, ResourceNotFoundError
 from .store import AttachmentStore, NotFoundError, StoreUnavailableError
 from .types._base import to_wire_json
@@ -172,6 +173,12 @@ class UploadRoutes:
         # Who is asking comes first. The body belongs to the upload: a context
         # factory reading it sees an empty one.
         context = await self.app._context(Request(scope, _empty_body))
+        # Admission before a byte is stored, like every protocol request.
+        hook = self.app.engine.admission
+        if hook is not None and UPLOAD_REQUEST_TYPE in asked_types(hook):
+            refusal = await hook(context, UPLOAD_REQUEST_TYPE, None)
+            if refusal is not None:
+                raise refusal.error()
         form = _MultipartReader(receive, _boundary(scope))
         part = await form.next_file()
         attachment = await store.upload(part.filename, part.content_type, form.chunks(), context)

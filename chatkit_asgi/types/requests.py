@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from ..actions import Action
 from .items import InferenceOptions, ThreadItem, UserMessageContent
@@ -60,7 +60,11 @@ FeedbackKind = Literal["positive", "negative"]
 
 
 class BaseReq(BaseModel):
-    """Fields every request envelope has."""
+    """Fields every request envelope has.
+
+    Numbers and booleans in request params are strict: the UI sends JSON types,
+    so `"10"` for a limit or `"no"` for a flag is refused (400 `invalid_request`).
+    """
 
     metadata: dict[str, Any] = Field(default_factory=dict)
     """Integration-specific data the client sent along."""
@@ -99,7 +103,7 @@ class StructuredInputAnswerSubmission(BaseModel):
     """The user's answer to one structured-input question."""
 
     values: list[str] = Field(default_factory=list)
-    skipped: bool = False
+    skipped: StrictBool = False
 
 
 class StructuredInputSubmission(BaseModel):
@@ -141,7 +145,7 @@ class ThreadGetByIdParams(BaseModel):
 class ThreadListParams(BaseModel):
     """Params of `threads.list`."""
 
-    limit: Annotated[int, Field(ge=0)] | None = None
+    limit: Annotated[StrictInt, Field(ge=0)] | None = None
     order: Literal["asc", "desc"] = "desc"
     after: str | None = None
 
@@ -163,7 +167,7 @@ class ItemsListParams(BaseModel):
     """Params of `items.list`."""
 
     thread_id: str
-    limit: Annotated[int, Field(ge=0)] | None = None
+    limit: Annotated[StrictInt, Field(ge=0)] | None = None
     order: Literal["asc", "desc"] = "desc"
     after: str | None = None
 
@@ -180,7 +184,7 @@ class AttachmentCreateParams(BaseModel):
     """Params of `attachments.create`: what the client knows of the file."""
 
     name: str
-    size: Annotated[int, Field(ge=0)]
+    size: Annotated[StrictInt, Field(ge=0)]
     mime_type: str
 
 
