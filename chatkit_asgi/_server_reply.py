@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import weakref
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -19,15 +18,12 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from ._pipeline import emit_error
 from .engine import StreamPlan
-from .errors import ErrorCode
 from .streaming import SSE
-from .types import ErrorEvent, ThreadStreamEvent
+from .types import ThreadStreamEvent
 
 __all__ = ["PullReply", "pull_reply"]
 
-logger = logging.getLogger("chatkit_asgi")
 
 _BUFFER_SIZE = 64  # frames a reply may run ahead of its reader, as ChatKitApp's default
 _HEARTBEAT = SSE.heartbeat or b": ping\n"
@@ -86,14 +82,7 @@ class PullReply:
         async def produce() -> None:
             async with frames_in:
                 with reply_scope:
-                    try:
-                        await plan.run(emit)
-                    except Exception:
-                        # The engine turns responder failures into error events itself;
-                        # this failed around it (e.g. a store write before the reply).
-                        logger.exception("reply failed outside the responder")
-                        event = ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True)
-                        await emit_error(emit, event, None)
+                    await plan.run(emit)  # ends with an error event if it fails
 
         producer = asyncio.get_running_loop().create_task(produce())
         _keep(producer)

@@ -157,6 +157,10 @@ class StreamPlan:
         With `stats`, the reply pipeline reports the responder's first event, error
         events and (when collecting) answer text there: where it looks at each event
         anyway, so a listener costs nothing per streamed token.
+
+        The pipeline turns responder failures into error events itself; a failure of
+        the engine or store around it is logged and told to the client the same way,
+        so every transport gets a stream that ends with an `error` event, never a cut.
         """
         if self._turn is not None:
             self._turn._stats = stats
@@ -169,6 +173,10 @@ class StreamPlan:
                     keeper.cancel_scope.cancel()
             else:
                 await self._body(emit)
+        except Exception:
+            logger.exception("reply failed outside the responder")
+            event = ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True)
+            await emit_error(emit, event, stats)
         finally:
             await self.release()
 

@@ -15,7 +15,6 @@ finished: no task outlives the request.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,16 +23,13 @@ import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from ._pipeline import emit_error
 from .engine import StreamPlan
-from .errors import ErrorCode
 from .observability import ReplyStats
-from .types import ErrorEvent, ThreadStreamEvent
+from .types import ThreadStreamEvent
 from .types._base import to_wire_json
 
 __all__ = ["JSON_ARRAY", "NDJSON", "SSE", "ClientWatch", "Framing", "stream_reply"]
 
-logger = logging.getLogger("chatkit_asgi")
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -196,14 +192,7 @@ async def stream_reply(
     async def produce() -> None:
         async with frames_in:
             with producer_scope:
-                try:
-                    await plan.run(emit, stats)
-                except Exception:
-                    # The engine turns responder failures into error events itself; this is
-                    # a failure of the engine or store around it. Tell the client, keep serving.
-                    logger.exception("reply failed outside the responder")
-                    event = ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True)
-                    await emit_error(emit, event, stats)
+                await plan.run(emit, stats)  # ends with an error event if it fails
 
     async def write(body: bytes, more: bool) -> None:
         if watch.gone.is_set():
