@@ -6,11 +6,11 @@ becomes `from chatkit_asgi.types import X`.
 
 from ..actions import Action, ActionConfig
 from ..errors import ErrorCode
-from ..widgets.components import *  # noqa: F403
-from ..widgets.components import __all__ as _widget_names
 from ._base import Page, UtcDatetime
 from .attachments import *  # noqa: F403
 from .attachments import __all__ as _attachment_names
+from .components import *  # noqa: F403
+from .components import __all__ as _component_names
 from .events import *  # noqa: F403
 from .events import __all__ as _event_names
 from .icons import IconName, LucideIconName, VendorIconName
@@ -31,9 +31,9 @@ __all__ = [
     "UtcDatetime",
     "VendorIconName",
     *_attachment_names,
+    *_component_names,
     *_event_names,
     *_item_names,
     *_request_names,
     *_source_names,
-    *_widget_names,
 ]

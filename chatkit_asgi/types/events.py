@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ..widgets.components import WidgetComponent, WidgetRoot
+from .components import WidgetComponent, WidgetRoot
 from .icons import IconName
 from .items import AssistantMessageContent, GeneratedImage, Thread, ThreadItem
 from .sources import Annotation, Task

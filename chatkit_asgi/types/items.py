@@ -6,9 +6,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ..widgets.components import WidgetRoot
 from ._base import Page, UtcDatetime
 from .attachments import Attachment
+from .components import WidgetRoot
 from .sources import Annotation, Task, Workflow
 
 __all__ = [

@@ -34,8 +34,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..types.components import WidgetComponentBase, WidgetRoot
 from ..types.events import WidgetComponentUpdated, WidgetRootUpdated, WidgetStreamingTextValueDelta
-from .components import WidgetComponentBase, WidgetRoot
 
 __all__ = ["WidgetUpdate", "apply_updates", "diff_widget"]
 

@@ -22,12 +22,11 @@ import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import aclosing
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from ..store import StoreItemType, default_generate_id
-from ..turn import Turn
 from ..types import (
     ThreadItemAddedEvent,
     ThreadItemDoneEvent,
@@ -38,10 +37,26 @@ from ..types import (
     WidgetItem,
     WidgetRootUpdated,
 )
-from .components import WidgetComponentBase, WidgetRoot
+from ..types.components import WidgetComponentBase, WidgetRoot
 from .diff import diff_widget
 
 __all__ = ["accumulate_text", "replace_widget", "stream_widget", "text_deltas"]
+
+
+class _TurnLike(Protocol):
+    """What `stream_widget` uses of a `chatkit_asgi.Turn`.
+
+    Described here rather than imported: `turn.py` calls into this module
+    (`Turn.stream_widget`), so importing it back would close an import circle.
+    """
+
+    @property
+    def thread(self) -> ThreadMetadata: ...
+
+    def new_id(self, kind: StoreItemType, /) -> str: ...
+
+    def now(self) -> datetime: ...
+
 
 TWidget = TypeVar("TWidget", bound=WidgetComponentBase)
 
@@ -49,7 +64,7 @@ _STREAMING_TEXT_TYPES = frozenset({"Text", "Markdown"})
 
 
 async def stream_widget(
-    turn_or_thread: Turn[Any] | ThreadMetadata,
+    turn_or_thread: _TurnLike | ThreadMetadata,
     widget: WidgetRoot | AsyncIterable[WidgetRoot],
     copy_text: str | None = None,
     generate_id: Callable[[StoreItemType], str] | None = None,
@@ -64,14 +79,14 @@ async def stream_widget(
     change): nodes that are the same objects in two states are taken as unchanged.
     A state that is the very object yielded before is sent whole.
     """
-    if isinstance(turn_or_thread, Turn):
-        thread = turn_or_thread.thread
-        item_id = turn_or_thread.new_id("message")
-        created_at = turn_or_thread.now()
-    else:
+    if isinstance(turn_or_thread, ThreadMetadata):
         thread = turn_or_thread
         item_id = (generate_id or default_generate_id)("message")
         created_at = datetime.now(timezone.utc)
+    else:
+        thread = turn_or_thread.thread
+        item_id = turn_or_thread.new_id("message")
+        created_at = turn_or_thread.now()
 
     if isinstance(widget, BaseModel):
         yield ThreadItemDoneEvent(

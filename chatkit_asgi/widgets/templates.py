@@ -63,7 +63,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 from typing_extensions import deprecated
 
-from .components import BasicRoot, DynamicWidgetRoot, WidgetRoot
+from ..types.components import BasicRoot, DynamicWidgetRoot, WidgetRoot
 
 __all__ = ["WidgetDataError", "WidgetTemplate", "WidgetTemplateError"]
 

@@ -16,7 +16,7 @@ import chatkit.widgets as ref_widgets
 import pytest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-import chatkit_asgi.widgets.components as components
+import chatkit_asgi.types.components as components
 from chatkit_asgi.actions import ActionConfig
 from chatkit_asgi.types import ThreadItemDoneEvent, WidgetComponentUpdated, WidgetItem
 from chatkit_asgi.widgets import (
@@ -390,6 +390,7 @@ def test_serialization_schema_describes_the_fields() -> None:
     [
         "chatkit_asgi.widgets.components",
         "chatkit_asgi.widgets",
+        "chatkit_asgi.types.components",
         "chatkit_asgi.types.items",
         "chatkit_asgi.types.events",
         "chatkit_asgi.types",
