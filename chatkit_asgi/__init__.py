@@ -23,6 +23,7 @@ from .errors import (
     ResourceNotFoundError,
     StreamError,
 )
+from .logs import JSONFormatter
 from .responder import Responder, ResponderLike
 from .store import AttachmentStore, NotFoundError, Store, StoreUnavailableError
 from .turn import Turn
@@ -39,6 +40,7 @@ __all__ = [
     "DisconnectPolicy",
     "ErrorCode",
     "InvalidRequestError",
+    "JSONFormatter",
     "NotFoundError",
     "NotSupportedError",
     "Refusal",

@@ -21,6 +21,7 @@ def test_top_level_public_names() -> None:
             "DisconnectPolicy",
             "ErrorCode",
             "InvalidRequestError",
+            "JSONFormatter",
             "NotFoundError",
             "NotSupportedError",
             "Refusal",

@@ -1,19 +1,23 @@
-"""A production setup: authentication, rate limits, run ids, traces, metrics, JSON logs, health.
+"""A ChatKit backend ready for production: the app of docs/production-guide.md.
 
-Run it with::
+FastAPI, with one auth dependency shared by your routes and ChatKit, threads in
+MongoDB, attachments in S3, rate limits shared by every worker, JSON logs and
+health checks. Run it with::
 
-    uvicorn examples.production.app:app --workers 4
+    pip install 'chatkit-asgi[server,mongodb,s3]' fastapi
+    uvicorn app:app --workers 4 --log-config logging.json \\
+        --proxy-headers --forwarded-allow-ips 10.0.0.0/8 --timeout-graceful-shutdown 30
 
 Configured from the environment:
 
-- `MONGODB_URI`: threads and rate limits in MongoDB, shared by every worker.
-  Without it: SQLite (`CHATKIT_DB`, default `chatkit.db`) and per-process limits.
-- `CHATKIT_ALLOWED_ORIGIN`: the origin of the page that embeds the ChatKit UI
-  (default `http://localhost:5173`); it may read the `X-ChatKit-Run-Id` header.
-- `OTEL_CONSOLE=1`: print spans and metrics to stdout (needs `opentelemetry-sdk`).
-  Otherwise telemetry uses the global OpenTelemetry providers, e.g. those that
-  `opentelemetry-instrument uvicorn ...` configures from `OTEL_*` variables.
-- `LOG_LEVEL`: `INFO` shows one JSON line per request and per turn.
+- `MONGODB_URL` (default `mongodb://localhost:27017/chatkit`): threads, turn
+  leases and rate limits, shared by every worker.
+- `S3_BUCKET` (default `chatkit-attachments`): where attachments go. The endpoint,
+  region and credentials come from botocore's own variables (`AWS_ENDPOINT_URL`
+  for MinIO and friends, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, ...) or an instance
+  role; `S3_ADDRESSING_STYLE=path` for services without virtual-host buckets.
+- `CHATKIT_ALLOWED_ORIGIN` (default `http://localhost:5173`): the page that embeds
+  the ChatKit UI.
 - `CHATKIT_TURNS_PER_MINUTE` (default 20) and `CHATKIT_TURN_BURST` (default 5):
   each user's rate limit.
 
@@ -22,19 +26,19 @@ Sign in with `Authorization: Bearer secret-token-of-alice` (or `...-of-bob`).
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 from collections.abc import AsyncIterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from starlette.middleware.cors import CORSMiddleware
 
-from chatkit_asgi import ChatKitApp, Store, TokenBucketLimiter, Turn
-from chatkit_asgi.admission import BucketBackend, InMemoryBuckets
+from chatkit_asgi import ChatKitApp, TokenBucketLimiter, Turn
 from chatkit_asgi.app import RUN_ID_HEADER
-from chatkit_asgi.stores import SQLiteStore
+from chatkit_asgi.ratelimit_mongodb import MongoBuckets
+from chatkit_asgi.stores.mongodb import MongoStore
+from chatkit_asgi.stores.s3 import S3AttachmentStore
 from chatkit_asgi.types import (
     AssistantMessageContent,
     AssistantMessageItem,
@@ -42,139 +46,106 @@ from chatkit_asgi.types import (
     ThreadStreamEvent,
 )
 
-TOKENS = {"secret-token-of-alice": "alice", "secret-token-of-bob": "bob"}
+# -- 1. Who is asking: one dependency for your routes and for ChatKit ------------------
 
 
-def user_context(request: Request) -> dict[str, str]:
-    """The signed-in user, from a bearer token (use your real auth here)."""
+@dataclass(frozen=True)
+class User:
+    id: str
+    name: str
+
+
+# A stand-in for your identity provider: verify a session cookie or a JWT here.
+USERS = {
+    "secret-token-of-alice": User("u-alice", "Alice"),
+    "secret-token-of-bob": User("u-bob", "Bob"),
+}
+
+
+def current_user(request: Request) -> User:
+    """The signed-in user, or 401.
+
+    A FastAPI dependency (`Depends(current_user)`) and ChatKit's context factory at
+    once: ChatKit calls it with the request itself, so it takes only the `Request`.
+    """
     token = request.headers.get("authorization", "").removeprefix("Bearer ")
-    if token not in TOKENS:
+    user = USERS.get(token)
+    if user is None:
         raise HTTPException(401, "Sign in first", headers={"WWW-Authenticate": "Bearer"})
-    return {"user_id": TOKENS[token]}
-
-
-def user_id(context: Any) -> str:
-    """The tenant of a request: its user."""
-    user: str = context["user_id"]
     return user
 
 
-async def respond(turn: Turn[Any]) -> AsyncIterator[ThreadStreamEvent]:
-    """Echo, with the run id a support engineer would ask for."""
+def user_id(user: User) -> str:
+    """The tenant of a request: threads, attachments and rate limits are per user."""
+    return user.id
+
+
+# -- 2. The assistant -------------------------------------------------------------------
+
+
+async def respond(turn: Turn[User]) -> AsyncIterator[ThreadStreamEvent]:
+    """Your model goes here; this one answers by name."""
+    text = f"Hello {turn.context.name}, you said: {turn.input_text()}"
     yield ThreadItemDoneEvent(
         item=AssistantMessageItem(
             id=turn.new_id("message"),
             thread_id=turn.thread.id,
             created_at=turn.now(),
-            content=[AssistantMessageContent(text=f"Echo: {turn.input_text()}")],
+            content=[AssistantMessageContent(text=text)],
         )
     )
 
 
-# -- JSON logs: one line per request and per turn ---------------------------------------------
+# -- 3. Stores shared by every worker: MongoDB and S3 ----------------------------------
 
+store: MongoStore[User] = MongoStore.from_uri(
+    os.environ.get("MONGODB_URL", "mongodb://localhost:27017/chatkit"), tenant=user_id
+)
+attachments: S3AttachmentStore[User] = S3AttachmentStore(
+    os.environ.get("S3_BUCKET", "chatkit-attachments"),
+    prefix="chatkit/",
+    tenant=user_id,
+    addressing_style="path" if os.environ.get("S3_ADDRESSING_STYLE") == "path" else None,
+)
 
-class JSONFormatter(logging.Formatter):
-    """The message and the record's structured fields as one JSON object per line."""
-
-    _standard = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-
-    def format(self, record: logging.LogRecord) -> str:
-        fields = {k: v for k, v in vars(record).items() if k not in self._standard}
-        document = {
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            **fields,
-        }
-        if record.exc_info:
-            document["exception"] = self.formatException(record.exc_info)
-        return json.dumps(document, default=str)
-
-
-def configure_logging() -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(JSONFormatter())
-    library = logging.getLogger("chatkit_asgi")
-    library.addHandler(handler)
-    library.propagate = False
-    library.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
-
-
-# -- OpenTelemetry ---------------------------------------------------------------------------
-
-
-def telemetry_options() -> dict[str, Any]:
-    """`ChatKitApp` telemetry options: console exporters on demand, else the global providers."""
-    if os.environ.get("OTEL_CONSOLE") != "1":
-        return {"telemetry": True}
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import (
-        ConsoleMetricExporter,
-        PeriodicExportingMetricReader,
-    )
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-    reader = PeriodicExportingMetricReader(ConsoleMetricExporter(), export_interval_millis=15_000)
-    return {"tracer_provider": tracer_provider, "meter_provider": MeterProvider([reader])}
-
-
-# -- stores and limits -----------------------------------------------------------------------
-
-
-def stores() -> tuple[Store[Any], BucketBackend]:
-    """MongoDB for both when `MONGODB_URI` is set (every worker shares them), else local."""
-    uri = os.environ.get("MONGODB_URI")
-    if uri is None:
-        db = os.environ.get("CHATKIT_DB", "chatkit.db")
-        return SQLiteStore(db, tenant=user_id), InMemoryBuckets()
-    from chatkit_asgi.ratelimit_mongodb import MongoBuckets
-    from chatkit_asgi.stores.mongodb import MongoStore
-
-    store: MongoStore[Any] = MongoStore.from_uri(uri, tenant=user_id)
-    return store, MongoBuckets(store.database)
-
-
-configure_logging()
-store, buckets = stores()
-telemetry = telemetry_options()
 chatkit = ChatKitApp(
     respond,
     store=store,
-    context=user_context,
-    # 20 turns a minute per user, 5 at once; reading threads is free.
+    attachment_store=attachments,
+    context=current_user,
+    # Per user, 20 turns a minute and 5 at once, counted in MongoDB so that every
+    # worker (and every machine) draws from the same bucket; reading threads is free.
     admission=TokenBucketLimiter(
         float(os.environ.get("CHATKIT_TURNS_PER_MINUTE", "20")),
         per=60,
         burst=float(os.environ.get("CHATKIT_TURN_BURST", "5")),
         tenant=user_id,
-        backend=buckets,
+        backend=MongoBuckets(store.database),
     ),
-    tenant=user_id,  # hashed into logs and spans
-    health=True,  # GET /chatkit/healthz for the load balancer
-    **telemetry,
+    tenant=user_id,  # hashed into log records as `tenant_hash`
+    health=True,  # GET /chatkit/healthz: readiness, pings MongoDB and S3
 )
 
-app = FastAPI(lifespan=chatkit.lifespan)
+# -- 4. The FastAPI app -----------------------------------------------------------------
+
+app = FastAPI(lifespan=chatkit.lifespan)  # closes the stores on shutdown
 app.mount("/chatkit", chatkit)
 app.add_middleware(
     CORSMiddleware,
     allow_origins=[os.environ.get("CHATKIT_ALLOWED_ORIGIN", "http://localhost:5173")],
-    allow_methods=["GET", "POST"],
+    allow_methods=["GET", "POST", "PUT"],
     allow_headers=["authorization", "content-type"],
     expose_headers=[RUN_ID_HEADER],  # lets the page read the run id of each reply
 )
 
-try:  # The HTTP server span (and trace context from incoming headers): OpenTelemetry's own.
-    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-except ImportError:  # pragma: no cover - opentelemetry-instrumentation-asgi not installed
-    pass
-else:
-    app.add_middleware(
-        OpenTelemetryMiddleware,
-        tracer_provider=telemetry.get("tracer_provider"),
-        meter_provider=telemetry.get("meter_provider"),
-    )
+
+@app.get("/api/me")
+def me(user: Annotated[User, Depends(current_user)]) -> dict[str, str]:
+    """One of your own routes, behind the same dependency."""
+    return {"id": user.id, "name": user.name}
+
+
+@app.get("/livez")
+def livez() -> dict[str, str]:
+    """Liveness: the process answers. No store is asked, so an outage restarts nothing."""
+    return {"status": "ok"}
