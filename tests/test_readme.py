@@ -1,125 +1,125 @@
-"""The README's code runs: quick starts, the migration pair, the test example."""
+"""What the README's blocks do: quick starts, auth, the migration pair, widgets, tests.
+
+Each block runs alone, as its own module, with nothing injected (`tests.docs.blocks.load`);
+`tests/docs/test_blocks.py` proves that each also runs pasted into an empty folder in a
+fresh interpreter. These tests check what the README says the blocks do.
+"""
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from chatkit_asgi.stores import MemoryStore
 from chatkit_asgi.testing import ChatKitTestClient, parse_sse
+from tests.docs.blocks import THREADS_CREATE, load
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
-BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
-CREATE = {
-    "type": "threads.create",
-    "params": {"input": {"content": [{"type": "input_text", "text": "hello"}], "attachments": []}},
-}
-CREATE_REFERENCE = {  # the reference requires every field the UI always sends
-    "type": "threads.create",
-    "params": {
-        "input": {
-            "content": [{"type": "input_text", "text": "hello"}],
-            "attachments": [],
-            "inference_options": {},
-        }
-    },
-}
+README = "README.md"
 
 
-def _block(marker: str) -> str:
-    matches = [block for block in BLOCKS if marker in block]
-    assert len(matches) == 1, f"expected one README block containing {marker!r}"
-    return matches[0]
-
-
-def _run(source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.chdir(tmp_path)  # blocks create chatkit.db in the working directory
-    namespace: dict[str, Any] = {"MyStore": MemoryStore, "datetime": datetime, "pytest": pytest}
-    exec(compile(source, "README.md", "exec"), namespace)
-    return namespace
+    yield tmp_path
 
 
-async def _final_text(app: Any, body: dict[str, Any], path: str = "/chatkit/") -> str:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        response = await client.post(path, json=body)
+@asynccontextmanager
+async def running(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client to `app`, inside the app's lifespan (as a server would run it)."""
+    to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    lifespan = asyncio.create_task(app(scope, to_app.get, from_app.put))
+    await to_app.put({"type": "lifespan.startup"})
+    assert (await from_app.get())["type"] == "lifespan.startup.complete"
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+    finally:
+        await to_app.put({"type": "lifespan.shutdown"})
+        assert (await from_app.get())["type"] == "lifespan.shutdown.complete"
+        await lifespan
+
+
+def final_text(response: httpx.Response) -> str:
     assert response.status_code == 200, response.text
-    events = parse_sse(response.content)
-    done = [e for e in events if e["type"] == "thread.item.done"]
+    done = [e for e in parse_sse(response.content) if e["type"] == "thread.item.done"]
     return str(done[-1]["item"]["content"][0]["text"])
 
 
-async def test_starlette_quick_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    namespace = _run(_block("app = Starlette(routes=[Mount"), tmp_path, monkeypatch)
-    assert await _final_text(namespace["app"], CREATE) == "Echo: hello"
-    await namespace["chatkit"].aclose()
+async def test_starlette_quick_start() -> None:
+    block = load(README, "app = Starlette(routes=[Mount")
+    async with running(block["app"]) as http:
+        assert final_text(await http.post("/chatkit/", json=THREADS_CREATE)) == "Echo: hello"
 
 
-async def test_middleware_snippet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    quick_start = _run(_block("app = Starlette(routes=[Mount"), tmp_path, monkeypatch)
-    namespace = {"chatkit": quick_start["chatkit"], "Starlette": quick_start["Starlette"]}
-    exec(compile(_block("ChatKitMiddleware"), "README.md", "exec"), namespace)
-    assert await _final_text(namespace["app"], CREATE) == "Echo: hello"
-    await quick_start["chatkit"].aclose()
+async def test_middleware_block_serves_chatkit_at_its_path() -> None:
+    block = load(README, "Middleware(ChatKitMiddleware")
+    async with running(block["app"]) as http:
+        assert final_text(await http.post("/chatkit", json=THREADS_CREATE)) == "Echo: hello"
+        assert (await http.post("/elsewhere", json=THREADS_CREATE)).status_code == 404
 
 
-async def test_fastapi_quick_start_refuses_strangers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    namespace = _run(_block("TOKENS = "), tmp_path, monkeypatch)
-    transport = httpx.ASGITransport(app=namespace["app"])
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        response = await client.post("/chatkit/", json={"type": "threads.list", "params": {}})
+async def test_fastapi_quick_start_refuses_strangers() -> None:
+    block = load(README, "TOKENS = ")
+    async with running(block["app"]) as http:
+        response = await http.post("/chatkit/", json={"type": "threads.list", "params": {}})
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == "Bearer"
         assert response.json()["error"]["code"] == "unauthorized"
-        response = await client.post(
-            "/chatkit/",
-            json={"type": "threads.list", "params": {}},
-            headers={"authorization": "Bearer secret-token-of-alice"},
+        alice = {"authorization": "Bearer secret-token-of-alice"}
+        response = await http.post("/chatkit/", json=THREADS_CREATE, headers=alice)
+        assert final_text(response) == "Hello alice, you said: hello"
+        response = await http.post(
+            "/chatkit/", json={"type": "threads.list", "params": {}}, headers=alice
         )
         assert response.status_code == 200
-        assert response.json() == {"data": [], "has_more": False}
-    await namespace["chatkit"].aclose()
+        assert len(response.json()["data"]) == 1
 
 
-async def test_migration_pair_answers_alike(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    before = _run(_block("class EchoServer(ChatKitServer"), tmp_path, monkeypatch)
-    after = _run(_block('app.mount("/chatkit", ChatKitApp(respond'), tmp_path, monkeypatch)
+async def test_migration_pair_answers_alike() -> None:
+    before = load(README, "class EchoServer(ChatKitServer")
+    after = load(README, "ChatKitApp(respond, store=MyStore())")
     # Same store class on both sides: our stores keep openai-chatkit's Store signatures.
-    assert await _final_text(before["app"], CREATE_REFERENCE, "/chatkit") == "Echo: hello"
-    assert await _final_text(after["app"], CREATE) == "Echo: hello"
+    async with running(before["app"]) as http:
+        assert final_text(await http.post("/chatkit", json=THREADS_CREATE)) == "Echo: hello"
+    async with running(after["app"]) as http:
+        assert final_text(await http.post("/chatkit/", json=THREADS_CREATE)) == "Echo: hello"
 
 
-async def test_test_client_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    quick_start = _run(_block("app = Starlette(routes=[Mount"), tmp_path, monkeypatch)
-    namespace = {"chatkit": quick_start["chatkit"]}
-    exec(compile(_block("async def test_echo"), "README.md", "exec"), namespace)
-    await namespace["test_echo"]()
-    await quick_start["chatkit"].aclose()
+async def test_test_client_example() -> None:
+    block = load(README, "async def test_echo")
+    await block["test_echo"]()
 
 
 def test_client_is_exported() -> None:
     assert ChatKitTestClient.__doc__
 
 
+async def test_attachments_block_reads_the_uploaded_bytes() -> None:
+    block = load(README, "FileSystemAttachmentStore(")
+    async with ChatKitTestClient(block["app"]) as client:
+        upload = await client.http.post("/upload", files={"file": ("a.txt", b"abc", "text/plain")})
+        assert upload.status_code == 200, upload.text
+        events = await client.create_thread("see", attachments=[upload.json()["id"]])
+    done = [e for e in events if e.type == "thread.item.done"]
+    assert done[-1].item.content[0].text == "Got 1 files, 3 bytes"  # type: ignore[union-attr]
+
+
+def test_widget_template_block_checks_the_data() -> None:
+    block = load(README, "WidgetTemplate({")  # its own asserts check the refusal
+    assert block["card"].children[0].value == "Paris"
+
+
 async def test_widget_poll_example_streams_and_votes() -> None:
-    async def model_text(prompt: str) -> Any:
-        for word in ["Only", " on", " Fridays."]:
-            yield word
-
-    namespace: dict[str, Any] = {"model_text": model_text}
-    exec(compile(_block("class Poll:"), "README.md", "exec"), namespace)
-    from chatkit_asgi import ChatKitApp
-
-    async with ChatKitTestClient(ChatKitApp(namespace["Poll"](), store=MemoryStore())) as client:
+    block = load(README, "class Poll:")
+    async with ChatKitTestClient(block["app"]) as client:
         events = await client.create_thread("pizza?")
         done = events[-1]
         assert done.type == "thread.item.done"
@@ -131,3 +131,31 @@ async def test_widget_poll_example_streams_and_votes() -> None:
             "threads.sync_custom_action", thread_id=thread_id, item_id=done.item.id, action=vote
         )
         assert answer["updated_item"]["widget"]["children"][2]["children"][0]["label"] == "1 votes"
+
+
+async def test_production_block_limits_and_reports_health(
+    mongo_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pymongo import AsyncMongoClient
+
+    database = "readme_production"
+    monkeypatch.setenv("MONGODB_URL", f"{mongo_uri}/{database}")
+    block = load(README, "TokenBucketLimiter(20")
+    try:
+        async with running(block["app"]) as http:
+            health = await http.get("/healthz")
+            assert health.status_code == 200, health.text
+            assert health.json()["status"] == "ok"
+            ada = {"x-user-id": "ada"}
+            replies = [
+                await http.post("/", json=THREADS_CREATE, headers=ada) for _ in range(6)
+            ]  # a burst of 5, then the limiter's refusal inside the stream
+            assert [final_text(reply) for reply in replies[:5]] == ["Echo: hello"] * 5
+            refused = [e for e in parse_sse(replies[5].content) if e["type"] == "error"]
+            assert refused, replies[5].text
+            other = await http.post("/", json=THREADS_CREATE, headers={"x-user-id": "bob"})
+            assert final_text(other) == "Echo: hello"  # limits are per user
+    finally:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri)
+        await client.drop_database(database)
+        await client.close()

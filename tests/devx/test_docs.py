@@ -1,8 +1,10 @@
 """The docs: they build without warnings, their code runs, and the migration table is whole.
 
-Every ```python block of a page runs, in order, in one namespace per page (like a
-reader pasting them into one file), in a scratch directory. Blocks that define
-`test_*` functions have them called; the checks below then use what the page built.
+Every ```python block runs alone, as its own module with nothing injected (a reader
+pastes each into a file of its own), in a scratch directory; blocks that define `test_*`
+functions have them called. The checks below use what each block built, page by page.
+`tests/docs/test_blocks.py` proves each block also runs in a fresh interpreter against
+the built wheel; this file checks what the blocks do.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import ast
 import importlib
 import importlib.util
 import inspect
+import json
 import os
 import re
 import subprocess
@@ -31,6 +34,7 @@ from chatkit_asgi.types import (
     ThreadItemUpdatedEvent,
     WidgetItem,
 )
+from tests._s3_server import S3Endpoint, s3_bucket, s3_endpoint  # noqa: F401  (fixtures)
 
 from .conftest import REPO, CLIServer, fetch
 
@@ -57,21 +61,39 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield tmp_path
 
 
-async def run_page(page: str) -> dict[str, Any]:
-    """Run a page's python blocks in one namespace, then its `test_*` functions."""
-    # A real module, as a reader's file would be (pydantic looks generics' modules up).
-    module = types.ModuleType(f"docs_{page[:-3]}")
-    namespace: dict[str, Any] = module.__dict__
+async def run_tests(namespace: dict[str, Any]) -> None:
+    """Call a block's `async def test_*` functions, as pytest would."""
+    tests = [value for name, value in namespace.items() if name.startswith("test_")]
+    assert tests, "the block defines no test"
+    for test in tests:
+        assert inspect.iscoroutinefunction(test)
+        await test()
+
+
+def run_block(page: str, marker: str) -> dict[str, Any]:
+    """Run the one python block of `page` that contains `marker`, alone, as its own module."""
+    (block,) = [block for block in python_blocks(page) if marker in block]
+    module = types.ModuleType(f"docs_{page[:-3]}_block")
     sys.modules[module.__name__] = module
     try:
-        for number, block in enumerate(python_blocks(page), 1):
-            exec(compile(block, f"docs/{page} (python block {number})", "exec"), namespace)
+        exec(compile(block, f"docs/{page} (block with {marker!r})", "exec"), module.__dict__)
     finally:
         del sys.modules[module.__name__]
-    for name, value in list(namespace.items()):
-        if name.startswith("test_") and inspect.iscoroutinefunction(value):
-            await value()
-    return namespace
+    return module.__dict__
+
+
+def pytest_files(folder: Path, files: dict[str, str], test_file: str) -> str:
+    """Write `files` into `folder` and run pytest on `test_file` there, as a reader would."""
+    for name, source in files.items():
+        (folder / name).write_text(source)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function",
+         "-W", "ignore::ResourceWarning", test_file],
+        cwd=folder, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
 
 
 async def close_all(namespace: dict[str, Any]) -> None:
@@ -114,14 +136,14 @@ def test_the_docs_build_without_warnings(tmp_path: Path) -> None:
 
 def test_every_page_is_in_the_nav() -> None:
     nav = (REPO / "mkdocs.yml").read_text()
-    assert sorted(set(re.findall(r"(\w+\.md)", nav))) == PAGES
+    assert sorted(set(re.findall(r"([\w-]+\.md)", nav))) == PAGES
 
 
 # -- the samples, page by page ---------------------------------------------------------
 
 
 async def test_index(in_tmp: Path) -> None:
-    page = await run_page("index.md")
+    page = run_block("index.md", "playground=True")
     app = page["app"]
     async with ChatKitTestClient(app) as client:
         assert final_text(await client.create_thread("hi")) == "Echo: hi"
@@ -130,7 +152,11 @@ async def test_index(in_tmp: Path) -> None:
 
 
 async def test_quickstart(in_tmp: Path) -> None:
-    page = await run_page("quickstart.md")  # runs its test_it_answers
+    # The test block is partial: it imports `app` from the first block, saved as app.py.
+    app_py, test_py = python_blocks("quickstart.md")
+    files = {"app.py": app_py, "test_app.py": test_py}
+    assert "1 passed" in pytest_files(in_tmp, files, "test_app.py")
+    page = run_block("quickstart.md", "app = ChatKitApp(respond")
     async with ChatKitTestClient(page["app"]) as client:
         events = await client.create_thread("one two")
         assert sum(isinstance(e, ThreadItemUpdatedEvent) for e in events) == 4
@@ -140,7 +166,7 @@ async def test_quickstart(in_tmp: Path) -> None:
 
 
 async def test_responders(in_tmp: Path) -> None:
-    page = await run_page("responders.md")
+    page = run_block("responders.md", "class Assistant")
     async with ChatKitTestClient(page["app"]) as client:
         events = await client.create_thread("hello")
         assert final_text(events) == "Echo: hello"
@@ -159,82 +185,94 @@ async def test_responders(in_tmp: Path) -> None:
     from chatkit_asgi.stores import MemoryStore
     from chatkit_asgi.types import ErrorEvent
 
-    for responder, text, expected in [
-        (page["count_messages"], "hi", "That makes 1 messages."),
-        (page["careful"], "hi", "Echo: hi"),
-        (page["with_cleanup"], "hi", "Echo: hi"),
+    await close_all(page)
+    for marker, expected in [
+        ("async def respond(turn", "Echo: hi"),
+        ("async def count_messages(", "That makes 1 messages."),
+        ("async def careful(", "Echo: hi"),
+        ("async def with_cleanup(", "Echo: hi"),
     ]:
-        async with ChatKitTestClient(ChatKitApp(responder, store=MemoryStore())) as client:
-            assert final_text(await client.create_thread(text)) == expected
-    async with ChatKitTestClient(ChatKitApp(page["careful"], store=MemoryStore())) as client:
+        block = run_block("responders.md", marker)
+        async with ChatKitTestClient(block["app"]) as client:
+            assert final_text(await client.create_thread("hi")) == expected
+        await close_all(block)
+    careful = run_block("responders.md", "async def careful(")["careful"]
+    async with ChatKitTestClient(ChatKitApp(careful, store=MemoryStore())) as client:
         events = await client.create_thread("   ")
     assert isinstance(events[-1], ErrorEvent)
     assert events[-1].message == "Say something first."
-    await close_all(page)
 
 
 async def test_mounting(in_tmp: Path) -> None:
-    page = await run_page("mounting.md")
+    mounted = run_block("mounting.md", 'app = Starlette(routes=[Mount("/chatkit", app=chatkit)]')
+    async with ChatKitTestClient(mounted["app"], path="/chatkit/") as client:
+        assert final_text(await client.create_thread("hi")) == "Hello stranger: hi"
+    own_lifespan = run_block("mounting.md", "async def lifespan(")
+    async with ChatKitTestClient(own_lifespan["app"], path="/chatkit/") as client:
+        assert final_text(await client.create_thread("hi")) == "Hello"
+    site = run_block("mounting.md", "Middleware(ChatKitMiddleware")
+    async with ChatKitTestClient(site["app"], path="/chatkit") as client:
+        assert final_text(await client.create_thread("hi")) == "Hello stranger: hi"
+    page = run_block("mounting.md", "TOKENS = ")
     async with ChatKitTestClient(page["app"], path="/chatkit/") as client:
-        assert final_text(await client.create_thread("hi")) == "Hello stranger: hi"
-    async with ChatKitTestClient(page["site"], path="/chatkit") as client:
-        assert final_text(await client.create_thread("hi")) == "Hello stranger: hi"
-    async with ChatKitTestClient(page["api"], path="/chatkit/") as client:
         with pytest.raises(ProtocolHTTPError) as refused:
             await client.create_thread("hi")
         assert (refused.value.status, refused.value.code) == (401, "unauthorized")
     alice = {"authorization": "Bearer secret-token-of-alice"}
     bob = {"authorization": "Bearer secret-token-of-bob"}
-    async with ChatKitTestClient(page["api"], path="/chatkit/", headers=alice) as client:
+    async with ChatKitTestClient(page["app"], path="/chatkit/", headers=alice) as client:
         events = await client.create_thread("hi")
         assert final_text(events) == "Hello alice: hi"
         thread_id = events[0].thread.id  # type: ignore[union-attr]
-    async with ChatKitTestClient(page["api"], path="/chatkit/", headers=bob) as client:
+    async with ChatKitTestClient(page["app"], path="/chatkit/", headers=bob) as client:
         with pytest.raises(ProtocolHTTPError) as hidden:
             await client.get_thread(thread_id)
         assert hidden.value.status == 404
-    transport = httpx.ASGITransport(app=page["dev"])
+    dev = run_block("mounting.md", "CORSMiddleware")
+    transport = httpx.ASGITransport(app=dev["app"])
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         preflight = await http.options(
             "/chatkit/",
             headers={"origin": "http://localhost:3000", "access-control-request-method": "POST"},
         )
     assert preflight.headers["access-control-allow-origin"] == "http://localhost:3000"
-    await close_all(page)
+    for block in (mounted, own_lifespan, site, page, dev):
+        await close_all(block)
 
 
 async def test_stores(in_tmp: Path) -> None:
-    page = await run_page("stores.md")
-    await close_all(page)
+    for marker in ("SQLiteStore(", "AsyncMongoClient(", "MongoStore.from_uri(", "class DictStore"):
+        await close_all(run_block("stores.md", marker))
 
 
 def test_the_custom_store_passes_the_contract_suite(tmp_path: Path) -> None:
-    """The page's `DictStore` and `TestDictStore`, run by pytest as a reader would."""
-    (tmp_path / "test_dict_store.py").write_text("\n\n".join(python_blocks("stores.md")))
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function",
-         "-W", "ignore::ResourceWarning", "test_dict_store.py"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"\b4\d passed\b", result.stdout), result.stdout
+    """The page's `DictStore` and its partial `TestDictStore`, run by pytest as a reader would."""
+    (store,) = [block for block in python_blocks("stores.md") if "class DictStore" in block]
+    (suite,) = [block for block in python_blocks("stores.md") if "class TestDictStore" in block]
+    files = {"dict_store.py": store, "test_dict_store.py": suite}
+    output = pytest_files(tmp_path, files, "test_dict_store.py")
+    assert re.search(r"\b4\d passed\b", output), output
 
 
 async def test_attachments(in_tmp: Path) -> None:
-    page = await run_page("attachments.md")
+    page = run_block("attachments.md", "FileSystemAttachmentStore(")
     async with ChatKitTestClient(page["app"]) as client:
         upload = await client.http.post("/upload", files={"file": ("a.txt", b"abc", "text/plain")})
         assert upload.status_code == 200, upload.text
         events = await client.create_thread("see", attachments=[upload.json()["id"]])
         assert final_text(events) == "Got 1 files, 3 bytes"
-    assert page["s3"].prefix == "chatkit/"
     await close_all(page)
+    s3 = run_block("attachments.md", "S3AttachmentStore(")
+    assert s3["s3"].prefix == "chatkit/"
+    await close_all(s3)
 
 
 async def test_widgets(in_tmp: Path) -> None:
-    page = await run_page("widgets.md")
-    async with ChatKitTestClient(page["shop"]) as client:
+    blocks = ("class Vote(", '"Paris"', "class Person(", 'build({"degrees": 21})', "strict = ")
+    for marker in blocks:
+        run_block("widgets.md", marker)  # their asserts are the checks
+    page = run_block("widgets.md", "class Shop:")
+    async with ChatKitTestClient(page["app"]) as client:
         events = await client.create_thread("my order")
         widget = events[-1].item  # type: ignore[union-attr]
         assert isinstance(widget, WidgetItem)
@@ -248,58 +286,87 @@ async def test_widgets(in_tmp: Path) -> None:
         assert replaced[0].item.widget.children[1].value == "Confirmed"  # type: ignore[union-attr]
         assert final_text(events) == "Order 1234 is on its way."
 
-    from chatkit_asgi import ChatKitApp
-    from chatkit_asgi.stores import MemoryStore
-
-    async with ChatKitTestClient(ChatKitApp(page["Counter"](), store=MemoryStore())) as client:
+    counter = run_block("widgets.md", "class Counter:")
+    async with ChatKitTestClient(counter["app"]) as client:
         events = await client.create_thread("x")
         widget = events[-1].item  # type: ignore[union-attr]
         answer = await client.call(
             "threads.sync_custom_action",
             thread_id=widget.thread_id,
             item_id=widget.id,
-            action={"type": "seen"},
+            action={"type": "order.seen"},
         )
         assert answer["updated_item"]["widget"]["children"][1]["value"] == "Seen"
-    async with ChatKitTestClient(
-        ChatKitApp(page["show_order_streamed"], store=MemoryStore())
-    ) as client:
+    streamed = run_block("widgets.md", "async def show_order_streamed(")
+    async with ChatKitTestClient(streamed["app"]) as client:
         events = await client.create_thread("x")
         kinds = [e.type for e in events if e.type.startswith("thread.item")]
         assert "thread.item.updated" in kinds
         done = [e for e in events if isinstance(e, ThreadItemDoneEvent)][-1]
         assert done.item.widget.children[1].value == "In stock"  # type: ignore[union-attr]
-    await close_all(page)
+    shown = run_block("widgets.md", "async def show_order(")
+    async with ChatKitTestClient(shown["app"]) as client:
+        events = await client.create_thread("x")
+        assert isinstance(events[-1].item, WidgetItem)  # type: ignore[union-attr]
+    for block in (page, counter, streamed, shown):
+        await close_all(block)
 
 
 async def test_agents(in_tmp: Path) -> None:
     import agents
 
-    agents.set_tracing_disabled(True)  # no trace export from an offline test
-    page = await run_page("agents.md")
-    from chatkit_asgi import ChatKitApp
-    from chatkit_asgi.stores import MemoryStore
-    from tests.agents._script import ScriptedModel, text
+    from chatkit_asgi.agents import AgentContext
+    from chatkit_asgi.types import ClientToolCallItem
+    from tests.agents._script import ScriptedModel, function_call, text
 
-    # Run the page's agent offline: a scripted model instead of the API.
-    page["agent"].model = ScriptedModel([[text(["Hello ", "there"])]])
-    async with ChatKitTestClient(page["app"]) as client:
-        assert final_text(await client.create_thread("hi")) == "Hello there"
-    for responder in (page["respond"], page["respond_by_hand"]):
-        page["agent"].model = ScriptedModel([[text("Again")]])
-        async with ChatKitTestClient(ChatKitApp(responder, store=MemoryStore())) as client:
-            assert final_text(await client.create_thread("hi")) == "Again"
-    assert [tool.name for tool in page["weather_agent"].tools] == ["show_weather", "search_docs"]
-    await close_all(page)
+    agents.set_tracing_disabled(True)  # no trace export from an offline test
+    # Each block's agent runs offline: a scripted model instead of the API.
+    for marker in (
+        "app = ChatKitApp(AgentResponder(agent)",
+        "async def respond(turn",
+        "async def respond_by_hand(",
+        "class MyConverter(",
+    ):
+        block = run_block("agents.md", marker)
+        block["agent"].model = ScriptedModel([[text(["Hello ", "there"])]])
+        async with ChatKitTestClient(block["app"]) as client:
+            assert final_text(await client.create_thread("hi")) == "Hello there", marker
+        await close_all(block)
+
+    tools = run_block("agents.md", "def show_weather(")
+    assert [tool.name for tool in tools["weather_agent"].tools] == ["show_weather", "search_docs"]
+    assert tools["show_weather"].params_json_schema["required"] == ["city"]
+    assert AgentContext  # the tools' context type, imported by the block
+    tools["weather_agent"].model = ScriptedModel(
+        [[function_call("show_weather", '{"city": "Paris"}')], [text("Sunny.")]]
+    )
+    async with ChatKitTestClient(tools["app"]) as client:
+        events = await client.create_thread("weather?")
+    widgets = [e for e in events if isinstance(e, ThreadItemDoneEvent) and e.item.type == "widget"]
+    assert widgets and widgets[0].item.widget.children[0].value == "Paris"  # type: ignore[union-attr]
+    assert final_text(events) == "Sunny."
+    await close_all(tools)
+
+    page_tools = run_block("agents.md", "def get_selection(")
+    page_tools["page_agent"].model = ScriptedModel([[function_call("get_selection", "{}")]])
+    async with ChatKitTestClient(page_tools["app"]) as client:
+        events = await client.create_thread("what did I select?")
+        thread_id = events[0].thread.id  # type: ignore[union-attr]
+        thread = await client.get_thread(thread_id)
+    calls = [item for item in thread.items.data if isinstance(item, ClientToolCallItem)]
+    assert [(call.name, call.status) for call in calls] == [("get_selection", "pending")]
+    await close_all(page_tools)
 
 
 async def test_errors(in_tmp: Path) -> None:
-    page = await run_page("errors.md")  # runs both of its tests
-    await close_all(page)
+    for marker in ("def test_an_unknown_thread", "def test_stream_errors", "def test_http_exc"):
+        block = run_block("errors.md", marker)
+        await run_tests(block)  # each block is a test module: its tests are the checks
+        await close_all(block)
 
 
 async def test_playground(in_tmp: Path) -> None:
-    page = await run_page("playground.md")
+    page = run_block("playground.md", "playground=True")
     transport = httpx.ASGITransport(app=page["app"])
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         assert (await http.get("/")).status_code == 200
@@ -308,21 +375,58 @@ async def test_playground(in_tmp: Path) -> None:
 
 
 async def test_testing(in_tmp: Path) -> None:
-    page = await run_page("testing.md")  # runs test_echo
+    page = run_block("testing.md", "async def test_echo(")
+    await run_tests(page)
     await close_all(page)
 
 
-async def test_deployment(in_tmp: Path) -> None:
-    page = await run_page("deployment.md")
-    await close_all(page)
+async def test_deployment(
+    in_tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mongo_uri: str,
+    s3_endpoint: S3Endpoint,  # noqa: F811
+    s3_bucket: str,  # noqa: F811
+) -> None:
+    # The block finds MongoDB and S3 through the environment, as the page says.
+    database = "docs_deployment"
+    monkeypatch.setenv("MONGODB_URL", f"{mongo_uri}/{database}")
+    monkeypatch.setenv("S3_BUCKET", s3_bucket)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_endpoint.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_endpoint.secret_key)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", s3_endpoint.region)
+    page = run_block("deployment.md", "MongoStore.from_uri(")
+    ada = {"x-user-id": "ada"}
+    try:
+        async with ChatKitTestClient(page["app"], headers=ada) as client:
+            upload = await client.http.post(
+                "/upload", files={"file": ("a.txt", b"abc", "text/plain")}, headers=ada
+            )
+            assert upload.status_code == 200, upload.text
+            events = await client.create_thread("hi", attachments=[upload.json()["id"]])
+            assert final_text(events) == "Echo: hi"
+        keys = s3_endpoint.boto3_client().list_objects_v2(Bucket=s3_bucket, Prefix="chatkit/ada/")
+        assert keys["KeyCount"] == 1, keys  # the bytes went to S3, under the user's prefix
+    finally:
+        await close_all(page)
+        from pymongo import AsyncMongoClient
+
+        mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri)
+        await mongo.drop_database(database)
+        await mongo.close()
 
 
 async def test_production(in_tmp: Path) -> None:
-    page = await run_page("production.md")  # runs test_production_hooks
-    refusal = await page["admit"]({"plan": "suspended"}, "threads.create", None)
-    assert refusal.code == "suspended"
-    assert await page["admit"]({"plan": "pro"}, "threads.create", None) is None
-    await close_all(page)
+    (hooks,) = [block for block in python_blocks("production.md") if "def test_" in block]
+    assert "1 passed" in pytest_files(in_tmp, {"test_hooks.py": hooks}, "test_hooks.py")
+    for marker in ("# let it in", "admit.request_types = "):
+        admit = run_block("production.md", marker)["admit"]
+        refusal = await admit({"plan": "suspended"}, "threads.create", None)
+        assert refusal.code == "suspended"
+        assert await admit({"plan": "pro"}, "threads.create", None) is None
+    from chatkit_asgi.admission import TURN_REQUEST_TYPES
+
+    assert admit.request_types == TURN_REQUEST_TYPES
 
 
 @pytest.mark.uvicorn
@@ -343,25 +447,47 @@ async def test_cli_sample_served_by_the_cli(
 
 
 async def test_migration(in_tmp: Path) -> None:
-    page = await run_page("migration.md")
-    for path in ("/chatkit/", "/assistant/"):
-        async with ChatKitTestClient(page["after"], path=path) as client:
-            assert final_text(await client.create_thread("hello")) == "Echo: hello"
+    before = run_block("migration.md", "class EchoServer(ChatKitServer")
+    after = run_block("migration.md", "async def respond(turn: Turn)")
+    assistant = run_block("migration.md", "class Assistant:")
+    for app, path in (
+        (before["app"], "/chatkit"),
+        (after["app"], "/chatkit/"),
+        (assistant["app"], "/"),
+    ):
+        async with ChatKitTestClient(app, path=path) as client:
+            assert final_text(await client.create_thread("hello")) == "Echo: hello", path
     # "Keep your ChatKitServer": the same subclass behind its endpoint, and mounted.
+    kept = run_block("migration.md", "class KeptEchoServer(")
     for path in ("/chatkit", "/mounted/"):
-        async with ChatKitTestClient(page["kept"], path=path) as client:
+        async with ChatKitTestClient(kept["app"], path=path) as client:
             assert final_text(await client.create_thread("hello")) == "Echo: hello"
             with pytest.raises(ProtocolHTTPError) as refused:
                 await client.call("threads.get_by_id", thread_id="thr_nope")
             assert (refused.value.status, refused.value.code) == (404, "thread_not_found")
-    await close_all(page)
+    for block in (before, after, assistant, kept):
+        await close_all(block)
+
+
+def test_production_guide(tmp_path: Path) -> None:
+    # Its app and logging.json are examples/production, served by uvicorn with two workers
+    # in tests/examples/test_production.py; here, the logging block, in a fresh interpreter
+    # (it configures the root logger).
+    (block,) = [block for block in python_blocks("production-guide.md") if "dictConfig" in block]
+    (tmp_path / "logs.py").write_text(block)
+    result = subprocess.run(
+        [sys.executable, "logs.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = [json.loads(line) for line in result.stderr.splitlines()]
+    assert (line["message"], line["service"], line["workers"]) == ("ready", "chat", 4)
 
 
 def test_every_page_with_samples_is_run_here() -> None:
     tested = {name[len("test_") :] for name in globals() if name.startswith("test_")}
     for page in PAGES:
         if python_blocks(page):
-            stem = page[:-3]
+            stem = page[:-3].replace("-", "_")
             assert stem in tested or f"{stem}_sample_served_by_the_cli" in tested, page
 
 
