@@ -6,7 +6,7 @@ For several app workers over one MongoDB replica set (or Atlas). Needs the extra
     from pymongo import AsyncMongoClient
     from chatkit_asgi.stores.mongodb import MongoStore
 
-    client = AsyncMongoClient(os.environ["MONGODB_URI"])
+    client = AsyncMongoClient(os.environ["MONGODB_URL"])
     store = MongoStore(client["chatkit"], tenant=lambda ctx: ctx["user_id"])
 
 The documents, in collections named `<prefix>threads`, `<prefix>items`,

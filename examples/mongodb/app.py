@@ -2,10 +2,10 @@
 
 Configured from the environment::
 
-    MONGODB_URI="mongodb://localhost:27017/chatkit?replicaSet=rs0" \
+    MONGODB_URL="mongodb://localhost:27017/chatkit?replicaSet=rs0" \
         uvicorn examples.mongodb.app:app --workers 4
 
-`MONGODB_URI` is a MongoDB connection string (a replica set or Atlas for
+`MONGODB_URL` (the docs' name; `MONGODB_URI` is read too) is a MongoDB connection string (a replica set or Atlas for
 transactions; the database named in it is used, else "chatkit", or set
 `MONGODB_DATABASE`). Every worker shares threads, and a turn lease in the database
 keeps two workers from replying on one thread at once.
@@ -49,7 +49,8 @@ async def respond(turn: Turn[Any]) -> AsyncIterator[ThreadStreamEvent]:
 # each user their own threads, pass `tenant=lambda ctx: ctx["user_id"]` here and a
 # `context=` factory to ChatKitApp that reads the authenticated user.
 store: MongoStore[Any] = MongoStore.from_uri(
-    os.environ.get("MONGODB_URI", "mongodb://localhost:27017/chatkit"),
+    os.environ.get("MONGODB_URL")
+    or os.environ.get("MONGODB_URI", "mongodb://localhost:27017/chatkit"),
     os.environ.get("MONGODB_DATABASE") or None,
 )
 chatkit = ChatKitApp(respond, store=store)

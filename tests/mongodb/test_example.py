@@ -1,4 +1,4 @@
-"""`examples/mongodb`: the app configured from MONGODB_URI answers like the echo demo."""
+"""`examples/mongodb`: the app configured from MONGODB_URL answers like the echo demo."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ async def test_the_example_runs_against_the_database_in_the_environment(
     mongo_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name = unique_name("chatkit_example")
-    monkeypatch.setenv("MONGODB_URI", mongo_uri)
+    monkeypatch.setenv("MONGODB_URL", mongo_uri)
     monkeypatch.setenv("MONGODB_DATABASE", name)
     monkeypatch.delitem(sys.modules, "examples.mongodb.app", raising=False)
     example = importlib.import_module("examples.mongodb.app")
