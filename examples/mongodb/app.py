@@ -5,8 +5,8 @@ Configured from the environment::
     MONGODB_URL="mongodb://localhost:27017/chatkit?replicaSet=rs0" \
         uvicorn examples.mongodb.app:app --workers 4
 
-`MONGODB_URL` (the docs' name; `MONGODB_URI` is read too) is a MongoDB connection string (a replica set or Atlas for
-transactions; the database named in it is used, else "chatkit", or set
+`MONGODB_URL` (or `MONGODB_URI`) is a MongoDB connection string (a replica set or
+Atlas for transactions; the database named in it is used, else "chatkit", or set
 `MONGODB_DATABASE`). Every worker shares threads, and a turn lease in the database
 keeps two workers from replying on one thread at once.
 """
