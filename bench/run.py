@@ -41,10 +41,15 @@ SERVERS: dict[str, tuple[str, str, bool]] = {
     # name: (uvicorn target, endpoint family, is a factory)
     "ours-memory": ("bench.servers.ours:memory_app", "ours", True),
     "ours-sqlite": ("bench.servers.ours:sqlite_app", "ours", True),
+    # SQLAlchemyStore on PostgreSQL (asyncpg): `BENCH_POSTGRES_URL`, else a throwaway
+    # cluster started for the run (as the tests do, tests/_postgres_server.py).
+    "ours-postgres": ("bench.servers.ours:postgres_app", "ours", True),
     "reference": ("bench.servers.reference:app", "reference", False),
     "floor": ("bench.servers.floor:app", "floor", False),
 }
-OURS = ("ours-memory", "ours-sqlite")
+OURS = ("ours-memory", "ours-sqlite", "ours-postgres")
+# The targets are the embedded stores'; the PostgreSQL row is there to compare with.
+TARGETED = ("ours-memory", "ours-sqlite")
 SEED_THREADS = 20
 SEED_ITEMS = 50
 
@@ -114,6 +119,7 @@ class Server:
         self.port = free_port()
         env = dict(os.environ)
         env["BENCH_DB"] = str(options.workdir / f"{name}-{self.port}.db")
+        env["BENCH_TABLE_PREFIX"] = f"bench_{self.port}_"  # fresh tables per server
         if floor_file is not None:
             env["BENCH_FLOOR_FRAMES"] = str(floor_file)
         command = [
@@ -530,7 +536,7 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         targets.append(target)
 
     load = results["load"]
-    for ours in OURS:
+    for ours in TARGETED:
         vs_ref = f"{ours}/reference"
         vs_floor = f"{ours}/floor"
 
@@ -711,6 +717,64 @@ def machine() -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def _postgres(names: list[str]) -> Iterator[None]:
+    """`BENCH_POSTGRES_URL` for the `ours-postgres` server: as given, or a throwaway
+    cluster for the run (stopped at the end)."""
+    if "ours-postgres" not in names or os.environ.get("BENCH_POSTGRES_URL"):
+        yield
+        return
+    sys.path.insert(0, str(ROOT))
+    from tests._postgres_server import start_local_server, stop_local_server
+
+    os.environ["BENCH_POSTGRES_URL"] = start_local_server()
+    try:
+        yield
+    finally:
+        del os.environ["BENCH_POSTGRES_URL"]
+        stop_local_server()
+
+
+def _measure(
+    results: dict[str, Any], names: list[str], load_workloads: list[Any], options: Options
+) -> None:
+    floor_file = capture_floor(options)
+    for workload in load_workloads:
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        for round_index in range(options.rounds):
+            # Rotate the order each round so slow drift does not favour one server.
+            order = names[round_index % len(names) :] + names[: round_index % len(names)]
+            for name in order:
+                runs[name].append(measure_load(workload, name, options, floor_file))
+                m = runs[name][-1]
+                print(
+                    f"  {workload.key:6} {name:12} {m['requests_per_s']:9.0f} req/s  "
+                    f"{m['cpu_ms_per_request']:6.2f} cpu-ms/req  "
+                    f"p99 {m['p99_ms']:7.1f} ms  server cpu {m['server_cpu_pct']:4.0f}% "
+                    f"(waiting {m['server_cpu_wait_pct']:3.0f}%)  "
+                    f"wrk cpu {m['client_cpu_pct'] or 0:4.0f}%",
+                    flush=True,
+                )
+        servers = {name: _median_runs(r) for name, r in runs.items()}
+        results["load"][workload.key] = {
+            "title": workload.title,
+            "servers": servers,
+            "ratios_rps": ratios(servers, "requests_per_s"),
+            "ratios_p99": ratios(servers, "p99_ms"),
+            # cpu-ms per request, inverted: how many more requests per CPU-second.
+            "ratios_cpu_efficiency": {
+                k: (1 / v if v else None) for k, v in ratios(servers, "cpu_ms_per_request").items()
+            },
+        }
+    if options.only & {"d", "e"}:
+        for name in names:
+            measured = measure_latency_and_memory(name, options, floor_file)
+            for key in ("ttfb", "streams"):
+                if key in measured:
+                    results.setdefault(key, {})[name] = measured[key]
+            print(f"  d/e    {name:12} {json.dumps(measured)[:160]}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -775,41 +839,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         "load": {},
     }
-    floor_file = capture_floor(options)
-    for workload in load_workloads:
-        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-        for round_index in range(options.rounds):
-            # Rotate the order each round so slow drift does not favour one server.
-            order = names[round_index % len(names) :] + names[: round_index % len(names)]
-            for name in order:
-                runs[name].append(measure_load(workload, name, options, floor_file))
-                m = runs[name][-1]
-                print(
-                    f"  {workload.key:6} {name:12} {m['requests_per_s']:9.0f} req/s  "
-                    f"{m['cpu_ms_per_request']:6.2f} cpu-ms/req  "
-                    f"p99 {m['p99_ms']:7.1f} ms  server cpu {m['server_cpu_pct']:4.0f}% "
-                    f"(waiting {m['server_cpu_wait_pct']:3.0f}%)  "
-                    f"wrk cpu {m['client_cpu_pct'] or 0:4.0f}%",
-                    flush=True,
-                )
-        servers = {name: _median_runs(r) for name, r in runs.items()}
-        results["load"][workload.key] = {
-            "title": workload.title,
-            "servers": servers,
-            "ratios_rps": ratios(servers, "requests_per_s"),
-            "ratios_p99": ratios(servers, "p99_ms"),
-            # cpu-ms per request, inverted: how many more requests per CPU-second.
-            "ratios_cpu_efficiency": {
-                k: (1 / v if v else None) for k, v in ratios(servers, "cpu_ms_per_request").items()
-            },
-        }
-    if only & {"d", "e"}:
-        for name in names:
-            measured = measure_latency_and_memory(name, options, floor_file)
-            for key in ("ttfb", "streams"):
-                if key in measured:
-                    results.setdefault(key, {})[name] = measured[key]
-            print(f"  d/e    {name:12} {json.dumps(measured)[:160]}", flush=True)
+    with _postgres(names):
+        _measure(results, names, load_workloads, options)
     results["targets"] = evaluate_targets(results)
     results["elapsed_s"] = time.perf_counter() - started
     print()

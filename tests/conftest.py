@@ -2,6 +2,8 @@
 
 `mongo_uri` starts the local MongoDB-compatible test server once per session (or
 uses `CHATKIT_TEST_MONGODB_URI`); a missing server fails the tests that need it.
+`postgres_url` likewise starts a throwaway PostgreSQL cluster (or uses
+`CHATKIT_TEST_POSTGRES_URL`); see tests/_postgres_server.py.
 
 Property-based tests run a fixed, reproducible set of examples by default
 (`HYPOTHESIS_PROFILE=ci`); `HYPOTHESIS_PROFILE=explore` draws new examples each run.
@@ -22,3 +24,4 @@ settings.register_profile("explore")
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 from tests._mongo_server import mongo_uri  # noqa: E402, F401
+from tests._postgres_server import postgres_url  # noqa: E402, F401

@@ -1,8 +1,9 @@
 """chatkit-asgi: `ChatKitApp` mounted in Starlette as the README shows.
 
 `memory_app` uses `MemoryStore`, `sqlite_app` uses `SQLiteStore` on the file named by
-`BENCH_DB` (a fresh temporary file by default). Everything else is the library's
-defaults: heartbeats, buffer, checkpoints, turn locks.
+`BENCH_DB` (a fresh temporary file by default), `postgres_app` uses `SQLAlchemyStore`
+on `BENCH_POSTGRES_URL` with fresh tables (prefix `BENCH_TABLE_PREFIX`). Everything
+else is the library's defaults: heartbeats, buffer, checkpoints, turn locks.
 """
 
 from __future__ import annotations
@@ -92,3 +93,14 @@ def memory_app() -> Starlette:
 
 def sqlite_app() -> Starlette:
     return _app(SQLiteStore(_db_path()))
+
+
+def postgres_app() -> Starlette:
+    """`SQLAlchemyStore` on `BENCH_POSTGRES_URL`, tables prefixed `BENCH_TABLE_PREFIX`."""
+    from chatkit_asgi.stores.sqlalchemy import SQLAlchemyStore
+
+    store: SQLAlchemyStore[Any] = SQLAlchemyStore(
+        os.environ["BENCH_POSTGRES_URL"],
+        table_prefix=os.environ.get("BENCH_TABLE_PREFIX", "chatkit_"),
+    )
+    return _app(store)

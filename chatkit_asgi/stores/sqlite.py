@@ -1,4 +1,8 @@
-"""`SQLiteStore`: the embedded default store, one database file and the stdlib only."""
+"""`SQLiteStore`: the embedded default store, one database file and the stdlib only.
+
+Several worker processes may share the file: replies on one thread take turns
+through lease rows in `chatkit_turns` (see `SQLiteStore.acquire_turn`).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,10 @@ import asyncio
 import contextlib
 import os
 import queue
+import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -17,7 +23,7 @@ import anyio
 import anyio.to_thread
 from typing_extensions import Self
 
-from ..store import NotFoundError, Store, StoreUnavailableError
+from ..store import NotFoundError, Store, StoreUnavailableError, TurnBusyError
 from ..types import Attachment, Page, ThreadItem, ThreadMetadata
 from ._common import (
     TContext,
@@ -34,11 +40,11 @@ from ._common import (
     window_size,
 )
 
-__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+__all__ = ["SCHEMA_VERSION", "SQLiteStore", "SQLiteTurnLease", "TurnLeaseLostError"]
 
 R = TypeVar("R")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The version of the table layout this module reads and writes."""
 
 # Each entry upgrades the schema from the previous version. Tables are prefixed so
@@ -89,6 +95,19 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         CREATE TABLE IF NOT EXISTS chatkit_schema (
             version INTEGER NOT NULL
         )
+        """,
+    ),
+    # Turn leases shared by every process using the file: one row per thread,
+    # `expires_at` in milliseconds since the epoch.
+    2: (
+        """
+        CREATE TABLE IF NOT EXISTS chatkit_turns (
+            owner TEXT NOT NULL,
+            thread_id TEXT NOT NULL,
+            holder TEXT NOT NULL,
+            expires_at INTEGER NOT NULL,
+            PRIMARY KEY (owner, thread_id)
+        ) WITHOUT ROWID
         """,
     ),
 }
@@ -164,10 +183,69 @@ SQL: dict[str, str] = {
     ),
     "load_attachment": "SELECT data FROM chatkit_attachments WHERE owner = ? AND id = ?",
     "delete_attachment": "DELETE FROM chatkit_attachments WHERE owner = ? AND id = ?",
+    # Taken when nobody holds it, its holder let it expire (a crashed worker) or
+    # it is already ours; otherwise the upsert changes no row.
+    "try_lease": (
+        "INSERT INTO chatkit_turns (owner, thread_id, holder, expires_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (owner, thread_id) DO UPDATE "
+        "SET holder = excluded.holder, expires_at = excluded.expires_at "
+        "WHERE chatkit_turns.expires_at <= ? OR chatkit_turns.holder = excluded.holder"
+    ),
+    "renew_lease": (
+        "UPDATE chatkit_turns SET expires_at = ? WHERE owner = ? AND thread_id = ? AND holder = ?"
+    ),
+    "release_lease": ("DELETE FROM chatkit_turns WHERE owner = ? AND thread_id = ? AND holder = ?"),
 }
 """Every statement the store runs, by name (all parameterized)."""
 
 _IDLE_SECONDS = 10.0
+# Polling for a busy turn: quick at first (a local write costs little), then calmer.
+_FIRST_POLL = 0.01
+_LAST_POLL = 0.1
+# How long freeing a lease may take after its holder was cancelled.
+_CLEANUP_SECONDS = 5.0
+
+
+class TurnLeaseLostError(RuntimeError):
+    """The lease expired and another worker took the turn before it was renewed."""
+
+
+class SQLiteTurnLease:
+    """A turn lease held in the `chatkit_turns` table; see `SQLiteStore.acquire_turn`.
+
+    It expires `lease_ttl` seconds after it was taken or last renewed, so a worker
+    that dies while holding it blocks the thread for at most that long.
+    """
+
+    def __init__(self, store: SQLiteStore[Any], owner: str, thread_id: str, holder: str) -> None:
+        self._store = store
+        self._owner = owner
+        self._holder = holder
+        self._released = False
+        self.thread_id = thread_id
+        self.renew_every: float | None = store.lease_ttl / 3
+
+    async def renew(self) -> None:
+        """Push the expiry `lease_ttl` seconds past now.
+
+        Raises `TurnLeaseLostError` when the lease expired and was taken over.
+        """
+        if self._released:
+            raise TurnLeaseLostError(f"the turn lease on thread {self.thread_id} was released")
+        params = (self._store._expiry(), self._owner, self.thread_id, self._holder)
+        renewed = await self._store._db(
+            lambda conn: conn.execute(SQL["renew_lease"], params).rowcount
+        )
+        if not renewed:
+            raise TurnLeaseLostError(
+                f"the turn lease on thread {self.thread_id} expired and was taken over"
+            )
+
+    async def release(self) -> None:
+        """Free the turn (idempotent); a lease that was taken over is left to its new holder."""
+        if not self._released:
+            self._released = True
+            await self._store._release_lease(self._owner, self.thread_id, self._holder)
 
 
 class _Worker:
@@ -258,6 +336,11 @@ class SQLiteStore(Store[TContext]):
     Under an event loop other than asyncio, calls go through
     `anyio.to_thread.run_sync` instead, serialized by the same lock.
 
+    `acquire_turn` hands out turn leases kept in the file, so every process that
+    shares it (`uvicorn --workers 4`) runs one reply per thread at a time. A lease
+    expires `lease_ttl` seconds after its last renewal (the app renews it while
+    the reply runs), which is how long a crashed worker can hold a thread up.
+
     `await store.aclose()` (or `async with store:`) closes the connection; a later
     call opens it again, which for ":memory:" means an empty database.
     """
@@ -267,7 +350,11 @@ class SQLiteStore(Store[TContext]):
         path: str | os.PathLike[str] = "chatkit.db",
         *,
         tenant: Callable[[TContext], str | None] | None = None,
+        lease_ttl: float = 30.0,
     ) -> None:
+        if lease_ttl <= 0:
+            raise ValueError(f"lease_ttl must be positive, not {lease_ttl!r}")
+        self.lease_ttl = lease_ttl
         self._path = os.fspath(path)
         self._tenant = tenant
         self._conn: sqlite3.Connection | None = None
@@ -549,6 +636,54 @@ class SQLiteStore(Store[TContext]):
             conn.execute(SQL["delete_attachment"], params)
 
         await self._db(op)
+
+    # -- turn leases ---------------------------------------------------------------
+
+    async def acquire_turn(self, thread_id: str, context: TContext, wait: float) -> SQLiteTurnLease:
+        """The lease on the thread's turn, shared by every process using this file.
+
+        Waits up to `wait` seconds, polling, then raises `TurnBusyError`.
+        """
+        owner = self._owner(context)
+        holder = secrets.token_hex(16)
+        deadline = anyio.current_time() + max(wait, 0.0)
+        delay = _FIRST_POLL
+        while True:
+            if await self._try_lease(owner, thread_id, holder):
+                return SQLiteTurnLease(self, owner, thread_id, holder)
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                raise TurnBusyError(thread_id)
+            await anyio.sleep(min(delay, remaining))
+            delay = min(delay * 2, _LAST_POLL, self.lease_ttl / 4)
+
+    async def _try_lease(self, owner: str, thread_id: str, holder: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            now = _now_ms()
+            params = (owner, thread_id, holder, now + round(self.lease_ttl * 1000), now)
+            return conn.execute(SQL["try_lease"], params).rowcount > 0
+
+        # A started call runs to completion even when its caller is cancelled
+        # (`_call`), and its outcome is then lost: free what it may have taken.
+        try:
+            return await self._db(op)
+        except BaseException:
+            with anyio.move_on_after(_CLEANUP_SECONDS, shield=True):
+                with contextlib.suppress(Exception):
+                    await self._release_lease(owner, thread_id, holder)
+            raise
+
+    async def _release_lease(self, owner: str, thread_id: str, holder: str) -> None:
+        params = (owner, thread_id, holder)
+        await self._db(lambda conn: conn.execute(SQL["release_lease"], params))
+
+    def _expiry(self) -> int:
+        return _now_ms() + round(self.lease_ttl * 1000)
+
+
+def _now_ms() -> int:
+    # Wall-clock time: every process sharing the file runs on this machine's clock.
+    return time.time_ns() // 1_000_000
 
 
 def _thread_seq(conn: sqlite3.Connection, owner: str, thread_id: str) -> int:

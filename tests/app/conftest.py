@@ -43,6 +43,7 @@ from chatkit_asgi.types import (
     UserMessageTextContent,
     WidgetItem,
 )
+from tests._postgres_server import schema_store
 
 ALICE = {"user": "alice"}
 BOB = {"user": "bob"}
@@ -223,14 +224,19 @@ async def snapshot(store: Store[Any], context: dict[str, str]) -> list[str]:
     return out
 
 
-@pytest.fixture(params=["sqlite", "mongodb"])
+@pytest.fixture(params=["sqlite", "mongodb", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store[Any]]:
-    """A seeded store with one space per user: the embedded default, then MongoDB."""
+    """A seeded store with one space per user: the embedded default, MongoDB, PostgreSQL."""
     if request.param == "sqlite":
         sqlite: SQLiteStore[Any] = SQLiteStore(tmp_path / "chatkit.db", tenant=tenant_of)
         await seed(sqlite)
         yield sqlite
         await sqlite.aclose()
+        return
+    if request.param == "postgres":
+        async with schema_store(request.getfixturevalue("postgres_url"), tenant=tenant_of) as pg:
+            await seed(pg)
+            yield pg
         return
     client: AsyncMongoClient[Any] = AsyncMongoClient(request.getfixturevalue("mongo_uri"))
     name = f"chatkit_app_{uuid.uuid4().hex[:12]}"

@@ -15,6 +15,7 @@ from pymongo import AsyncMongoClient  # noqa: E402
 
 from chatkit_asgi.stores import MemoryStore, SQLiteStore  # noqa: E402
 from chatkit_asgi.stores.mongodb import MongoStore  # noqa: E402
+from tests._postgres_server import schema_store  # noqa: E402
 
 from ._ours import OurSide  # noqa: E402
 from ._pair import Pair  # noqa: E402
@@ -29,9 +30,15 @@ async def pair() -> AsyncIterator[Pair]:
     await ours.aclose()
 
 
-@pytest.fixture(params=["memory", "sqlite", "mongodb"])
+@pytest.fixture(params=["memory", "sqlite", "mongodb", "postgres"])
 async def any_pair(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Pair]:
     """The reference beside ours, over each of our stores in turn."""
+    if request.param == "postgres":
+        async with schema_store(request.getfixturevalue("postgres_url")) as store:
+            ours = OurSide(store)
+            yield Pair(RefSide(), ours)
+            await ours.aclose()
+        return
     if request.param != "mongodb":
         store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "compat.db")
         ours = OurSide(store)

@@ -57,6 +57,7 @@ from chatkit_asgi.types import (
     TranscriptionResult,
     WidgetItem,
 )
+from tests._postgres_server import schema_store
 from tests._s3_server import S3Endpoint, s3_bucket, s3_endpoint  # noqa: F401 (fixtures)
 from tests.attachments._helpers import stored_objects, upload_two_phase
 
@@ -100,10 +101,14 @@ class Assistant:
 # -- the stores ------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "sqlite", "mongodb"])
+@pytest.fixture(params=["memory", "sqlite", "mongodb", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store[Any]]:
     if request.param == "memory":
         yield MemoryStore(tenant=by_user)
+    elif request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        async with schema_store(url, tenant=by_user) as pg:
+            yield pg
     elif request.param == "sqlite":
         sqlite: SQLiteStore[Any] = SQLiteStore(tmp_path / "chatkit.db", tenant=by_user)
         yield sqlite

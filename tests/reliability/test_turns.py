@@ -44,6 +44,7 @@ from chatkit_asgi.types import (
     UserMessageTextContent,
     WidgetItem,
 )
+from tests._postgres_server import schema_store
 
 from ..streaming._support import ScriptedClient, http_scope, request_body
 from ._apps import by_user, user_context, words
@@ -125,8 +126,13 @@ def assert_paired(lines: list[str], messages: list[str]) -> None:
         assert assistant == f"assistant: reply to {user.removeprefix('user: ')}", lines
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[Store[Any]]:
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        async with schema_store(url, tenant=by_user) as pg:
+            yield pg
+        return
     store: Store[Any] = (
         MemoryStore(tenant=by_user)
         if request.param == "memory"
