@@ -11,8 +11,9 @@
     app = ChatKitApp(respond, store=SQLiteStore("chatkit.db"))
 """
 
+from ._version import __version__ as __version__
 from .admission import Admission, Refusal, TokenBucketLimiter
-from .app import ChatKitApp, ChatKitMiddleware, ContextFactory, DisconnectPolicy
+from .app import ChatKitApp, ContextFactory, DisconnectPolicy
 from .errors import (
     ChatKitError,
     ConflictError,
@@ -24,6 +25,7 @@ from .errors import (
     StreamError,
 )
 from .logs import JSONFormatter
+from .middleware import ChatKitMiddleware
 from .responder import Responder, ResponderLike
 from .store import AttachmentStore, NotFoundError, Store, StoreUnavailableError
 from .turn import Turn
@@ -54,4 +56,3 @@ __all__ = [
     "Turn",
 ]
 
-__version__ = "0.1.0"

@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from .engine import StreamPlan
+from ._reply import StreamPlan
 from .streaming import SSE
 from .types import ThreadStreamEvent
 

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from . import __version__
-from ._pipeline import PendingItems, as_async_generator
+from ._version import __version__
+from .protocol.pending import PendingItems
+from .protocol.pipeline import as_async_generator
 from .types import (
     Action,
     AudioInput,

@@ -11,26 +11,39 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from ._app_setup import ServerLike, checked_stores, configure_logging
+from ._asgi import (
+    Receive,
+    Scope,
+    Send,
+    header,
+    is_json_media_type,
+    joined_header,
+    read_body,
+    route_path,
+    send_error,
+    send_json,
+)
 from ._attachments import base_url_scope
+from ._reply import JSONResult, StreamPlan
 from .admission import Admission
-from .engine import Engine, JSONResult, StreamPlan
 from .errors import ChatKitError, error_from_http_exception
 from .observability import RequestObserver, RequestRecord, check_health
 from .playground import PlaygroundRoutes
+from .protocol import Engine
 from .responder import ResponderLike
-from .shutdown import RequestTracker
+from .shutdown import RequestTracker, TrackedSend
 from .store import AttachmentStore, Store, StoreUnavailableError
-from .streaming import JSON_ARRAY, NDJSON, SSE, ClientWatch, Framing, stream_reply
+from .streaming import ClientWatch, Framing, negotiate_framing, stream_reply
 from .types import is_streaming_req
 from .uploads import UploadRoutes, request_base_url
 
@@ -41,34 +54,14 @@ if TYPE_CHECKING:
     from .telemetry import Telemetry
     from .types import ChatKitReq
 
-__all__ = ["RUN_ID_HEADER", "ChatKitApp", "ChatKitMiddleware", "ContextFactory", "DisconnectPolicy"]
+__all__ = ["RUN_ID_HEADER", "ChatKitApp", "ContextFactory", "DisconnectPolicy"]
 
 logger = logging.getLogger("chatkit_asgi")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ContextFactory = Callable[[Request], Any]
 """Builds the request context from the Starlette `Request`; may be async and may
 raise `HTTPException` (e.g. 401) to refuse the request."""
-
-
-@runtime_checkable
-class ServerLike(Protocol):
-    """A `chatkit_asgi.server.ChatKitServer`, which `ChatKitApp` serves with its stores.
-
-    Recognised by this method rather than by class, so app.py never imports server.py:
-    the compatibility layer sits on top of the engine and the framing, as the app does,
-    and an import from the app down to it would be the start of an import circle (and
-    would load the layer for apps that do not use it).
-    """
-
-    def _chatkit_mount(
-        self, store: Store[Any] | None, attachment_store: AttachmentStore[Any] | None
-    ) -> tuple[ResponderLike, Store[Any], AttachmentStore[Any] | None]: ...
 
 
 DisconnectPolicy = Literal["auto", "cancel", "continue"]
@@ -81,111 +74,6 @@ DEFAULT_MAX_BODY_SIZE = 8 * 1024 * 1024
 RUN_ID_HEADER = "X-ChatKit-Run-Id"
 """The response header carrying a streaming reply's run id (`Turn.run_id`)."""
 _RUN_ID_HEADER = RUN_ID_HEADER.lower().encode()
-_JSON_TYPES = ("application/json",)
-
-
-def _configure_logging() -> None:
-    level = os.environ.get("LOG_LEVEL")
-    if not level:
-        return
-    library = logging.getLogger("chatkit_asgi")
-    library.setLevel(level.upper())
-    if not library.handlers and not logging.getLogger().handlers:
-        # Python's last-resort handler drops everything below WARNING; asking for
-        # a level should make it visible.
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        library.addHandler(handler)
-
-
-def _route_path(scope: Scope) -> str:
-    """The path below the mount point (Starlette keeps the full path in `path`)."""
-    path: str = scope["path"]
-    root = scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :]
-    return path
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
-
-
-def _joined_header(scope: Scope, name: bytes) -> str | None:
-    """A list-valued header sent on several lines, as one comma-separated value."""
-    values = [bytes(v).decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == name]
-    return ", ".join(values) if values else None
-
-
-def _is_json_media_type(content_type: str | None) -> bool:
-    if content_type is None:
-        return False
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
-
-
-def _accepted_ranges(accept: str) -> list[tuple[str, float]]:
-    ranges = []
-    for part in accept.split(","):
-        fields = [f.strip() for f in part.split(";")]
-        quality = 1.0
-        for param in fields[1:]:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        ranges.append((fields[0].lower(), quality))
-    return ranges
-
-
-def _quality(ranges: list[tuple[str, float]], media: str) -> float:
-    """RFC 9110 style: the most specific matching range decides."""
-    family = media.split("/", 1)[0] + "/*"
-    best = (-1, 0.0)
-    for media_range, quality in ranges:
-        specificity = {media: 2, family: 1, "*/*": 0}.get(media_range, -1)
-        if specificity > best[0]:
-            best = (specificity, quality)
-    return best[1]
-
-
-_STREAM_OFFERS = (  # in order of preference when the client likes several equally
-    ("text/event-stream", SSE),
-    ("application/x-ndjson", NDJSON),
-    ("application/json", JSON_ARRAY),
-)
-
-
-def _negotiate_stream(accept: str | None) -> Framing | None:
-    """The streaming framing the client accepts best; SSE when it does not say."""
-    if accept is None or not accept.strip():
-        return SSE
-    ranges = _accepted_ranges(accept)
-    scored = [
-        (_quality(ranges, media), -rank, framing)
-        for rank, (media, framing) in enumerate(_STREAM_OFFERS)
-    ]
-    quality, _, framing = max(scored, key=lambda entry: entry[:2])
-    return framing if quality > 0 else None
-
-
-def _check_store(value: object, argument: str, base: type[Any], example: str) -> None:
-    """Refuse a store of the wrong kind now, rather than with a 500 at the first request."""
-    if isinstance(value, base):
-        return
-    kind = base.__name__
-    if inspect.isclass(value) and issubclass(value, base):
-        hint = f"{value.__name__} is the class: call it, {argument}={value.__name__}(...)"
-    elif isinstance(value, (str, os.PathLike)):
-        hint = f"a path is not a store: open one, e.g. {example}"
-    else:
-        hint = f"pass an instance of a {kind} subclass, e.g. {example}"
-    raise TypeError(f"{argument} must be a chatkit_asgi {kind}, not {value!r}: {hint}")
 
 
 class ChatKitApp:
@@ -269,22 +157,7 @@ class ChatKitApp:
         health: bool = False,
         health_timeout: float = 3.0,
     ) -> None:
-        # A class passes the ServerLike check (it has the method); BoundResponder says why not.
-        if isinstance(responder, ServerLike) and not inspect.isclass(responder):
-            # a ChatKitServer: its responder face, its stores
-            responder, store, attachment_store = responder._chatkit_mount(store, attachment_store)
-        if store is None:
-            from .stores.sqlite import SQLiteStore
-
-            store = SQLiteStore("chatkit.db")
-        _check_store(store, "store", Store, 'store=SQLiteStore("chatkit.db")')
-        if attachment_store is not None:
-            _check_store(
-                attachment_store,
-                "attachment_store",
-                AttachmentStore,
-                'attachment_store=FileSystemAttachmentStore("uploads")',
-            )
+        responder, store, attachment_store = checked_stores(responder, store, attachment_store)
         self.store = store
         # -- production hooks: telemetry, request records, health
         self.telemetry: Telemetry | None = None
@@ -322,7 +195,16 @@ class ChatKitApp:
         self.buffer_size = buffer_size
         self.disconnect = disconnect
         # Attachment routes: dispatched in `_handle`, implemented in uploads.py.
-        self.uploads = UploadRoutes(self) if attachment_store is not None and upload_route else None
+        self.uploads = (
+            UploadRoutes(
+                store,
+                attachment_store,
+                context=self._context,
+                admission=lambda: self.engine.admission,
+            )
+            if attachment_store is not None and upload_route
+            else None
+        )
         self.public_base_url = public_base_url.rstrip("/") if public_base_url else None
         # Playground page: dispatched in `_handle`, implemented in playground/.
         self.playground = PlaygroundRoutes() if playground else None
@@ -331,7 +213,7 @@ class ChatKitApp:
         # Whether a lifespan reached this app (see `_check_lifespan`).
         self._lifespan_seen = False
         self._lifespan_warned = False
-        _configure_logging()
+        configure_logging()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -345,7 +227,7 @@ class ChatKitApp:
         if (
             self.health
             and scope["method"] in ("GET", "HEAD")
-            and _route_path(scope).rstrip("/") == "/healthz"
+            and route_path(scope).rstrip("/") == "/healthz"
         ):
             await self._send_health(scope, send)
             return
@@ -366,7 +248,7 @@ class ChatKitApp:
             except ChatKitError as exc:
                 if record is not None:
                     record.failed(exc)
-                await _send_error(send, exc)
+                await send_error(send, exc)
             finally:
                 if record is not None:
                     record.end(sys.exc_info()[1])
@@ -440,9 +322,13 @@ class ChatKitApp:
         await send({"type": "http.response.body", "body": body})
 
     async def _handle(
-        self, scope: Scope, receive: Receive, send: Send, record: RequestRecord | None = None
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: TrackedSend,
+        record: RequestRecord | None = None,
     ) -> None:
-        route = _route_path(scope).rstrip("/")
+        route = route_path(scope).rstrip("/")
         # -- playground: GET {mount}/ and {mount}/playground/..., before the POST check
         if self.playground is not None and self.playground.matches(route, scope["method"]):
             await self.playground.handle(route, scope, send)
@@ -462,13 +348,13 @@ class ChatKitApp:
                 status_code=405,
                 headers={"Allow": "POST"},
             )
-        if not _is_json_media_type(_header(scope, b"content-type")):
+        if not is_json_media_type(header(scope, b"content-type")):
             raise ChatKitError(
                 "The request body must be JSON (Content-Type: application/json)",
                 code="unsupported_media_type",
                 status_code=415,
             )
-        body = await self._read_body(scope, receive)
+        body = await read_body(scope, receive, self.max_body_size)
         request = Request(scope, receive)
         request._body = body  # lets a context factory call request.body()/json() again
         context = await self._context(request)
@@ -477,7 +363,7 @@ class ChatKitApp:
             record.parsed(parsed, context)
         framing: Framing | None = None
         if is_streaming_req(parsed):
-            framing = _negotiate_stream(_joined_header(scope, b"accept"))
+            framing = negotiate_framing(joined_header(scope, b"accept"))
             if framing is None:
                 raise ChatKitError(
                     "This request answers text/event-stream, application/x-ndjson or "
@@ -490,7 +376,7 @@ class ChatKitApp:
             assert isinstance(result, JSONResult)
             if record is not None:
                 record.answered()
-            await _send_json(send, 200, result.body)
+            await send_json(send, 200, result.body)
             return
         # One task watches the client for the whole reply, the wait for the thread's
         # turn included: a client that leaves meanwhile must not have its message
@@ -515,7 +401,7 @@ class ChatKitApp:
         framing: Framing,
         client: ClientWatch,
         receive: Receive,
-        send: Send,
+        send: TrackedSend,
         record: RequestRecord | None,
     ) -> None:
         """A streaming request, from the wait for the thread's turn to the last event."""
@@ -528,6 +414,7 @@ class ChatKitApp:
         assert isinstance(result, StreamPlan)  # streaming requests are answered by a plan
         cancels = self._cancels(result)
         stats = record.begin_turn(result, cancels) if record is not None else None
+        send.streaming(framing)  # so a shutdown can end the stream in its framing
         try:
             await stream_reply(
                 result,
@@ -577,33 +464,6 @@ class ChatKitApp:
             return plan.allow_cancel
         return self.disconnect == "cancel"
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
-        too_large = ChatKitError(
-            f"The request body exceeds the limit of {self.max_body_size} bytes",
-            code="body_too_large",
-            status_code=413,
-        )
-        declared = _header(scope, b"content-length")
-        if declared is not None:
-            # ASCII digits only: str.isdigit() and int() also take "²" or "٣".
-            if not (declared.isascii() and declared.isdigit()):
-                raise ChatKitError("The Content-Length header is not a number")
-            if int(declared) > self.max_body_size:
-                raise too_large
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ChatKitError("The client went away", code="client_disconnected")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_size:
-                raise too_large
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
     async def _context(self, request: Request) -> Any:
         if self.context_factory is None:
             return {}
@@ -619,77 +479,3 @@ class ChatKitApp:
                 "The server failed to handle the request", code="internal_error", status_code=500
             ) from None
         return context
-
-
-class ChatKitMiddleware:
-    """Serves the ChatKit protocol at one path of an existing ASGI app.
-
-    ::
-
-        app = Starlette(routes=[...], middleware=[
-            Middleware(ChatKitMiddleware, path="/chatkit", responder=respond, store=store),
-        ])
-
-    Every other path passes through to the wrapped app untouched. Pass a ready
-    `ChatKitApp` as `chatkit=`, or a `responder` and any `ChatKitApp` options.
-    """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        responder: ResponderLike | ServerLike | None = None,
-        *,
-        path: str = "/chatkit",
-        chatkit: ChatKitApp | None = None,
-        **options: Any,
-    ) -> None:
-        if chatkit is None:
-            if responder is None:
-                raise TypeError("ChatKitMiddleware needs a responder or a chatkit= app")
-            chatkit = ChatKitApp(responder, **options)
-        self.app = app
-        self.chatkit = chatkit
-        self.path = "/" + path.strip("/")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(scope, receive, send)
-            return
-        if scope["type"] == "http":
-            path = _route_path(scope)
-            if path == self.path or path.startswith(self.path + "/"):
-                # Like a Mount: the ChatKit app sees its own paths below `root_path`.
-                root_path = scope.get("root_path", "") + self.path
-                await self.chatkit({**scope, "root_path": root_path}, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The wrapped app runs its own lifespan; the ChatKit app's runs around it:
-        # it is started first (nothing to open: the stores connect on first use) and
-        # shut down last, once the wrapped app's shutdown is over, so the site's own
-        # cleanup may still use the ChatKit stores.
-        self.chatkit._lifespan_seen = True
-
-        async def send_after_chatkit(message: Message) -> None:
-            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-                await self.chatkit.aclose()
-            await send(message)
-
-        await self.app(scope, receive, send_after_chatkit)
-
-
-async def _send_json(
-    send: Send, status: int, body: bytes, headers: dict[str, str] | None = None
-) -> None:
-    raw_headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _send_error(send: Send, exc: ChatKitError) -> None:
-    await _send_json(send, exc.status_code, exc.to_json(), exc.headers)

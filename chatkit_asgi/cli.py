@@ -271,7 +271,7 @@ def app_factory() -> Any:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="chatkit-asgi",

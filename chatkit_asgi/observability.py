@@ -45,24 +45,20 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from contextvars import Token
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
+from ._reply import ReplyStats, StreamPlan
 from .errors import ChatKitError
 from .types import (
-    AssistantMessageItem,
-    ThreadItem,
     UserMessageTagContent,
     UserMessageTextContent,
 )
 
 if TYPE_CHECKING:
-    from contextvars import Token
-
-    from .engine import StreamPlan
     from .store import AttachmentStore, Store
-    from .telemetry import Telemetry, _SpanScope
     from .types import ChatKitReq
 
 __all__ = ["ReplyStats", "RequestObserver", "RequestRecord", "check_health", "tenant_hash"]
@@ -82,70 +78,25 @@ def tenant_hash(tenant: str) -> str:
     return hashlib.sha256(tenant.encode()).hexdigest()[:16]
 
 
-class ReplyStats:
-    """Counters of one streaming reply, kept when someone listens.
+class Tracing(Protocol):
+    """What a record asks of `chatkit_asgi.telemetry.Telemetry` (spans and metrics).
 
-    `stream_reply` counts `events` and `bytes` per batch of frames it writes and
-    notes whether the client left; the reply pipeline reports the responder's first
-    event, error events and finished items where it handles each event anyway. So
-    listening costs nothing per streamed token. Times are `time.perf_counter()` values.
+    Described here rather than imported: telemetry reads the records, so an import
+    back from here would close a circle (and load OpenTelemetry for every app).
+    A span scope is opaque to the record: it only hands it back.
     """
 
-    __slots__ = (
-        "bytes",
-        "cancelled",
-        "client_gone",
-        "error_code",
-        "events",
-        "first_event",
-        "output",
-        "ran",
-        "started",
-    )
+    def start_request(self) -> tuple[Any, Token[bool | None]]:
+        """Open the request's span."""
 
-    def __init__(self, started: float, *, collect_text: bool = False) -> None:
-        self.started = started
-        self.events = 0
-        self.bytes = 0
-        self.first_event: float | None = None
-        self.error_code: str | None = None
-        self.client_gone = False
-        self.cancelled = False
-        self.ran = False
-        self.output: list[str] | None = [] if collect_text else None
+    def finish_request(self, record: RequestRecord, scope: Any, flag: Token[bool | None]) -> None:
+        """Close the request's span and count it."""
 
-    def responded(self) -> None:
-        """The responder produced its first event."""
-        if self.first_event is None:
-            self.first_event = time.perf_counter()
+    def start_turn(self, record: RequestRecord) -> Any:
+        """Open the turn's span."""
 
-    def error(self, code: str) -> None:
-        """An error event with this code was sent."""
-        self.error_code = code
-
-    def done(self, item: ThreadItem) -> None:
-        """An item was finished: an assistant message's text is kept when collecting."""
-        if self.output is not None and isinstance(item, AssistantMessageItem):
-            self.output.append("".join(part.text for part in item.content))
-
-    @property
-    def time_to_first_event(self) -> float | None:
-        """Seconds from the request's arrival to the responder's first event."""
-        return None if self.first_event is None else self.first_event - self.started
-
-    def outcome(self, refused: bool) -> str:
-        """How the reply ended (see the module docs)."""
-        if refused:
-            return "refused"
-        if not self.ran:
-            return "not_started"
-        if self.cancelled:
-            return "cancelled"
-        if self.error_code is not None:
-            return "error"
-        if self.client_gone:
-            return "detached"
-        return "completed"
+    def finish_turn(self, record: RequestRecord, scope: Any) -> None:
+        """Close the turn's span and count it."""
 
 
 class RequestObserver:
@@ -156,7 +107,7 @@ class RequestObserver:
         *,
         tenant: TenantFn | None = None,
         log_content: bool = False,
-        telemetry: Telemetry | None = None,
+        telemetry: Tracing | None = None,
     ) -> None:
         self.tenant = tenant
         self.log_content = log_content
@@ -209,8 +160,8 @@ class RequestRecord:
     turn_started = 0.0
     _turn_thread_id: str | None = None
     _tenant_hash: str | bool | None = False  # False: not computed yet
-    _span: _SpanScope | None = None
-    _turn_span: _SpanScope | None = None
+    _span: Any = None
+    _turn_span: Any = None
     _flag: Token[bool | None] | None = None
 
     def __init__(self, observer: RequestObserver, scope: Any) -> None:

@@ -36,13 +36,13 @@ from typing import TYPE_CHECKING, Any, Generic
 
 from typing_extensions import TypeVar
 
+from ._reply import JSONResult
 from ._server_reply import PullReply, pull_reply
 from ._server_responder import (
     OPTIONAL_METHODS,
     ServerResponder,
     agents_sdk_user_agent_override,
 )
-from .engine import Engine, JSONResult
 from .errors import (
     ChatKitError,
     ConflictError,
@@ -50,6 +50,7 @@ from .errors import (
     NotSupportedError,
     ResourceNotFoundError,
 )
+from .protocol import Engine
 from .store import AttachmentStore, NotFoundError, Store
 from .types import (
     Action,

@@ -24,20 +24,18 @@ end by itself, which an endless or very long reply never does: set one.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 
+from ._asgi import Message, Send
 from .errors import ChatKitError, ErrorCode
-from .streaming import JSON_ARRAY, NDJSON, SSE, Framing
+from .streaming import Framing
 from .types import ErrorEvent
 
-__all__ = ["RequestTracker"]
+__all__ = ["RequestTracker", "TrackedSend"]
 
-Message = MutableMapping[str, Any]
-Send = Callable[[Message], Awaitable[None]]
 
 DRAIN_TIMEOUT = 10.0
 """Default bound of `drain()`: the reply cleanup's own bound (5 s) and some room."""
@@ -60,12 +58,12 @@ class RequestTracker:
         self.in_flight = 0
 
     @asynccontextmanager
-    async def track(self, send: Send) -> AsyncIterator[Send]:
+    async def track(self, send: Send) -> AsyncIterator[TrackedSend]:
         """Around one HTTP request: yields the `send` the request must use."""
-        response = _Response(send)
+        response = TrackedSend(send)
         self.in_flight += 1
         try:
-            yield response.send
+            yield response
         except anyio.get_cancelled_exc_class():
             with anyio.move_on_after(self.close_timeout, shield=True):
                 await response.end_cleanly()
@@ -81,8 +79,13 @@ class RequestTracker:
                 await anyio.sleep(0.01)
 
 
-class _Response:
-    """What has been sent of one response, to end it properly if it is cut short."""
+class TrackedSend:
+    """An ASGI `send` that remembers what has been sent of one response, to end it
+    properly if it is cut short. The app tells it the framing of a stream
+    (`streaming`) when it starts one: the framing is the app's choice, not read
+    back from the headers."""
+
+    __slots__ = ("_send", "complete", "framing", "sent_content", "started")
 
     def __init__(self, send: Send) -> None:
         self._send = send
@@ -91,10 +94,13 @@ class _Response:
         self.framing: Framing | None = None
         self.sent_content = False
 
-    async def send(self, message: Message) -> None:
+    def streaming(self, framing: Framing) -> None:
+        """The response about to start is a stream in this framing."""
+        self.framing = framing
+
+    async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.started = True
-            self.framing = _stream_framing(message.get("headers", ()))
         elif message["type"] == "http.response.body":
             if not message.get("more_body", False):
                 self.complete = True
@@ -107,7 +113,7 @@ class _Response:
             return
         try:
             if not self.started:
-                await self.send(
+                await self(
                     {
                         "type": "http.response.start",
                         "status": 503,
@@ -118,25 +124,13 @@ class _Response:
                         ],
                     }
                 )
-                await self.send({"type": "http.response.body", "body": _SHUTTING_DOWN})
+                await self({"type": "http.response.body", "body": _SHUTTING_DOWN})
             elif self.framing is not None:
                 framing = self.framing
                 event = ErrorEvent(code=ErrorCode.STREAM_ERROR.value, allow_retry=True)
                 lead = framing.separator if self.sent_content else framing.opening
                 body = lead + framing.frame(event) + framing.closing
-                await self.send({"type": "http.response.body", "body": body, "more_body": False})
+                await self({"type": "http.response.body", "body": body, "more_body": False})
             # Any other response (a download with a Content-Length) cannot be ended early.
         except OSError:
             pass  # the client is gone as well
-
-
-def _stream_framing(headers: Any) -> Framing | None:
-    """The framing of a streaming response, from its headers (None: not a stream)."""
-    values = {bytes(k).lower(): bytes(v) for k, v in headers}
-    if b"content-length" in values:
-        return None
-    media = values.get(b"content-type", b"").split(b";", 1)[0].strip().decode("latin-1")
-    for framing in (SSE, NDJSON, JSON_ARRAY):
-        if framing.media_type.split(";", 1)[0] == media:
-            return framing
-    return None

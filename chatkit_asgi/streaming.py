@@ -15,25 +15,28 @@ finished: no task outlives the request.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from .engine import StreamPlan
-from .observability import ReplyStats
+from ._asgi import Receive, Send
+from ._reply import ReplyStats, StreamPlan
 from .types import ThreadStreamEvent
 from .types._base import to_wire_json
 
-__all__ = ["JSON_ARRAY", "NDJSON", "SSE", "ClientWatch", "Framing", "stream_reply"]
+__all__ = [
+    "JSON_ARRAY",
+    "NDJSON",
+    "SSE",
+    "ClientWatch",
+    "Framing",
+    "negotiate_framing",
+    "stream_reply",
+]
 
-
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 # Frames waiting in the buffer are joined into one socket write, up to this size:
 # fewer writes under load, and bounded latency for the frames already produced.
@@ -99,6 +102,53 @@ JSON_ARRAY = Framing(
 """A single JSON array of events, still written incrementally."""
 
 
+def _accepted_ranges(accept: str) -> list[tuple[str, float]]:
+    ranges = []
+    for part in accept.split(","):
+        fields = [f.strip() for f in part.split(";")]
+        quality = 1.0
+        for param in fields[1:]:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        ranges.append((fields[0].lower(), quality))
+    return ranges
+
+
+def _quality(ranges: list[tuple[str, float]], media: str) -> float:
+    """RFC 9110 style: the most specific matching range decides."""
+    family = media.split("/", 1)[0] + "/*"
+    best = (-1, 0.0)
+    for media_range, quality in ranges:
+        specificity = {media: 2, family: 1, "*/*": 0}.get(media_range, -1)
+        if specificity > best[0]:
+            best = (specificity, quality)
+    return best[1]
+
+
+_STREAM_OFFERS = (  # in order of preference when the client likes several equally
+    ("text/event-stream", SSE),
+    ("application/x-ndjson", NDJSON),
+    ("application/json", JSON_ARRAY),
+)
+
+
+def negotiate_framing(accept: str | None) -> Framing | None:
+    """The streaming framing the client accepts best; SSE when it does not say."""
+    if accept is None or not accept.strip():
+        return SSE
+    ranges = _accepted_ranges(accept)
+    scored = [
+        (_quality(ranges, media), -rank, framing)
+        for rank, (media, framing) in enumerate(_STREAM_OFFERS)
+    ]
+    quality, _, framing = max(scored, key=lambda entry: entry[:2])
+    return framing if quality > 0 else None
+
+
 def _headers(framing: Framing, extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return [
         (b"content-type", framing.media_type.encode()),
@@ -159,17 +209,66 @@ async def stream_reply(
 ) -> None:
     """Run `plan` and write its events to an ASGI `send` as one streaming response.
 
+    Three parts, as in Starlette's `StreamingResponse`: the client watch listens for
+    a disconnect, the `_Producer` runs the plan into a bounded buffer of frames, and
+    this task writes the buffer out (`_write_frames`) through a `_Writer`.
+
     With `stats`, the reply's events and bytes are counted there, and whether the
     client left and the reply was cancelled (the plan reports the rest). `client` is a
     watch already reading `receive` (the app starts one per request); without it
     the reply starts its own.
     """
-    frames_in, frames_out = anyio.create_memory_object_stream[bytes](max(buffer_size, 0))
-    producer_scope = anyio.CancelScope()
     watch = client if client is not None else ClientWatch()
+    producer = _Producer(plan, framing, buffer_size, stats)
+    async with anyio.create_task_group() as tasks:
+        if client is None:
+            tasks.start_soon(watch.run, receive)
+        watch.on_gone(producer.scope.cancel if cancel_on_disconnect else None)
+        # Let the watcher see a client that already left: a cancellable reply for
+        # nobody must not even start (its user message would be stored unanswered).
+        await anyio.lowlevel.checkpoint()
+        if watch.gone.is_set() and cancel_on_disconnect:
+            await plan.release()
+            tasks.cancel_scope.cancel()
+            producer.settle(watch)
+            return
+        if stats is not None:
+            stats.ran = True
+        tasks.start_soon(producer.run)
+        writer = _Writer(send, watch, stats)
+        await writer.start(_headers(framing, extra_headers or []))
+        first = await _write_frames(producer.frames, framing, heartbeat_interval, writer, stats)
+        producer.settle(
+            watch
+        )  # before the last write: a client leaving after it did not leave early
+        await writer.body((framing.opening if first else b"") + framing.closing, more=False)
+        watch.on_gone(None)
+        tasks.cancel_scope.cancel()
 
-    async def put(frame: bytes) -> None:
-        if producer_scope.cancel_called:
+
+class _Producer:
+    """Runs the plan in its own task, encoding each event into a bounded buffer."""
+
+    __slots__ = ("_in", "_plan", "_stats", "frame", "frames", "scope")
+
+    def __init__(
+        self, plan: StreamPlan, framing: Framing, buffer_size: int, stats: ReplyStats | None
+    ) -> None:
+        self._in, self.frames = anyio.create_memory_object_stream[bytes](max(buffer_size, 0))
+        self._plan = plan
+        self._stats = stats
+        self.frame = framing.frame
+        # Cancelled when the client leaves and the policy says so.
+        self.scope = anyio.CancelScope()
+
+    async def run(self) -> None:
+        async with self._in:
+            with self.scope:
+                await self._plan.run(self.emit, self._stats)  # ends with an error event if it fails
+
+    async def emit(self, event: ThreadStreamEvent) -> None:
+        frame = self.frame(event)
+        if self.scope.cancel_called:
             # The client left and the reply is cancelled: stop at this event. (A full
             # check_if_cancelled per event costs a backend lookup; this is the scope
             # that matters here, and outer cancellations land at the next real wait.)
@@ -177,83 +276,74 @@ async def stream_reply(
         try:
             # No scheduling round trip per event while the buffer has room: the
             # consumer then takes whole batches, one socket write each.
-            frames_in.send_nowait(frame)
+            self._in.send_nowait(frame)
         except anyio.WouldBlock:
-            await frames_in.send(frame)
+            await self._in.send(frame)
 
-    async def emit(event: ThreadStreamEvent) -> None:
-        await put(framing.frame(event))
+    def settle(self, watch: ClientWatch) -> None:
+        """Note in the stats whether the client left and the reply was cancelled."""
+        if self._stats is not None:
+            self._stats.client_gone = watch.gone.is_set()
+            self._stats.cancelled = self.scope.cancelled_caught
 
-    def settle_stats() -> None:
-        if stats is not None:
-            stats.client_gone = watch.gone.is_set()
-            stats.cancelled = producer_scope.cancelled_caught
 
-    async def produce() -> None:
-        async with frames_in:
-            with producer_scope:
-                await plan.run(emit, stats)  # ends with an error event if it fails
+class _Writer:
+    """Writes the response to the client, until the client is gone."""
 
-    async def write(body: bytes, more: bool) -> None:
-        if watch.gone.is_set():
-            return
-        if stats is not None:
-            stats.bytes += len(body)
+    __slots__ = ("_send", "_stats", "_watch")
+
+    def __init__(self, send: Send, watch: ClientWatch, stats: ReplyStats | None) -> None:
+        self._send = send
+        self._watch = watch
+        self._stats = stats
+
+    async def start(self, headers: list[tuple[bytes, bytes]]) -> None:
         try:
-            await send({"type": "http.response.body", "body": body, "more_body": more})
+            await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+        except OSError:
+            self._watch.left()
+
+    async def body(self, body: bytes, *, more: bool) -> None:
+        if self._watch.gone.is_set():
+            return
+        if self._stats is not None:
+            self._stats.bytes += len(body)
+        try:
+            await self._send({"type": "http.response.body", "body": body, "more_body": more})
         except OSError:
             # Some servers report a vanished client by failing the write rather than
             # through http.disconnect; both mean the same.
-            watch.left()
+            self._watch.left()
 
-    async with anyio.create_task_group() as tasks:
-        if client is None:
-            tasks.start_soon(watch.run, receive)
-        watch.on_gone(producer_scope.cancel if cancel_on_disconnect else None)
-        # Let the watcher see a client that already left: a cancellable reply for
-        # nobody must not even start (its user message would be stored unanswered).
-        await anyio.lowlevel.checkpoint()
-        if watch.gone.is_set() and cancel_on_disconnect:
-            await plan.release()
-            tasks.cancel_scope.cancel()
-            settle_stats()
-            return
-        if stats is not None:
-            stats.ran = True
-        tasks.start_soon(produce)
-        try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": _headers(framing, extra_headers or []),
-                }
-            )
-        except OSError:
-            watch.left()
-        first = True
-        async with frames_out:
-            while True:
-                batch = await _next_batch(frames_out, framing, heartbeat_interval)
-                if batch is None:
-                    break
-                if stats is not None:
-                    stats.events += len(batch)
-                if not batch:
-                    if framing.heartbeat is not None:
-                        await write(framing.heartbeat, True)
-                    continue
-                body = framing.separator.join(batch)
-                if first:
-                    body = framing.opening + body
-                    first = False
-                elif framing.separator:
-                    body = framing.separator + body
-                await write(body, True)
-        settle_stats()  # before the last write: a client leaving after it did not leave early
-        await write((framing.opening if first else b"") + framing.closing, False)
-        watch.on_gone(None)
-        tasks.cancel_scope.cancel()
+
+async def _write_frames(
+    frames: MemoryObjectReceiveStream[bytes],
+    framing: Framing,
+    heartbeat_interval: float | None,
+    writer: _Writer,
+    stats: ReplyStats | None,
+) -> bool:
+    """Write the frames out in batches until the reply ends, with heartbeats in the
+    silences; whether nothing was written (so the opening is still due)."""
+    first = True
+    async with frames:
+        while True:
+            batch = await _next_batch(frames, framing, heartbeat_interval)
+            if batch is None:
+                return first
+            if stats is not None:
+                stats.events += len(batch)
+            if not batch:
+                if framing.heartbeat is not None:
+                    await writer.body(framing.heartbeat, more=True)
+                continue
+            body = framing.separator.join(batch)
+            if first:
+                body = framing.opening + body
+                first = False
+            elif framing.separator:
+                body = framing.separator + body
+            await writer.body(body, more=True)
 
 
 async def _next_batch(

@@ -64,7 +64,7 @@ _RECORDING: ContextVar[bool | None] = ContextVar("chatkit_asgi_recording", defau
 
 
 def _version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__
 

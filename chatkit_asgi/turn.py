@@ -6,7 +6,7 @@ import secrets
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Generic
+from typing import Any, Generic
 
 from typing_extensions import TypeVar
 
@@ -27,9 +27,6 @@ from .types import (
     WidgetItem,
     WidgetRoot,
 )
-
-if TYPE_CHECKING:
-    from .observability import ReplyStats
 
 __all__ = ["Turn", "new_run_id"]
 
@@ -73,8 +70,6 @@ class Turn(Generic[TContext]):
     """This reply's id: the `X-ChatKit-Run-Id` header of its response, and the
     `run_id` of its log records and spans."""
     _history: list[ThreadItem] | None = field(default=None, repr=False)
-    # What the reply pipeline reports to the app's logs and telemetry, when they listen.
-    _stats: ReplyStats | None = field(default=None, init=False, repr=False, compare=False)
 
     def new_id(self, kind: StoreItemType) -> str:
         """A new id for an item of this thread, from the store's id scheme."""

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -30,6 +30,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.datastructures import URL
 from starlette.requests import Request
 
+from ._asgi import Message, Receive, Scope, Send, header
 from ._attachments import (
     PREVIEW_TYPES,
     ExpiredToken,
@@ -39,21 +40,17 @@ from ._attachments import (
 )
 from .admission import UPLOAD_REQUEST_TYPE, asked_types
 from .errors import ChatKitError, ConflictError, InvalidRequestError, ResourceNotFoundError
-from .store import AttachmentStore, NotFoundError, StoreUnavailableError
+from .store import AttachmentStore, NotFoundError, Store, StoreUnavailableError
 from .types._base import to_wire_json
 
 if TYPE_CHECKING:
-    from .app import ChatKitApp
+    from .admission import Admission
     from .stores.filesystem import FileGrant
 
 __all__ = ["FileServingStore", "UploadRoutes", "request_base_url"]
 
 logger = logging.getLogger("chatkit_asgi")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 _MAX_FORM_EXTRA = 64 * 1024
 """Bytes of form content besides the file (other fields, headers) an upload may carry."""
@@ -99,15 +96,20 @@ def request_base_url(scope: Scope) -> str:
 class UploadRoutes:
     """The attachment routes of one `ChatKitApp` (see the module docstring)."""
 
-    def __init__(self, app: ChatKitApp) -> None:
-        self.app = app
-
-    @property
-    def attachment_store(self) -> AttachmentStore[Any]:
-        """The app's attachment store (the routes exist only when there is one)."""
-        store = self.app.engine.attachment_store
-        assert store is not None
-        return store
+    def __init__(
+        self,
+        store: Store[Any],
+        attachment_store: AttachmentStore[Any],
+        *,
+        context: Callable[[Request], Awaitable[Any]],
+        admission: Callable[[], Admission | None],
+    ) -> None:
+        self.store = store
+        self.attachment_store = attachment_store
+        # The app's request context and admission hook, asked per upload (the hook
+        # may be replaced on a running app).
+        self._context = context
+        self._admission = admission
 
     async def handle(self, route: str, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer `route` (the path below the mount) if it is an attachment route.
@@ -172,9 +174,9 @@ class UploadRoutes:
             )
         # Who is asking comes first. The body belongs to the upload: a context
         # factory reading it sees an empty one.
-        context = await self.app._context(Request(scope, _empty_body))
+        context = await self._context(Request(scope, _empty_body))
         # Admission before a byte is stored, like every protocol request.
-        hook = self.app.engine.admission
+        hook = self._admission()
         if hook is not None and UPLOAD_REQUEST_TYPE in asked_types(hook):
             refusal = await hook(context, UPLOAD_REQUEST_TYPE, None)
             if refusal is not None:
@@ -184,7 +186,7 @@ class UploadRoutes:
         attachment = await store.upload(part.filename, part.content_type, form.chunks(), context)
         try:
             await form.finish()
-            await self.app.store.save_attachment(attachment, context)
+            await self.store.save_attachment(attachment, context)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await store.delete_attachment(attachment.id, context)
@@ -201,7 +203,7 @@ class UploadRoutes:
         grant = _verified(store, token, "upload")
         form: _MultipartReader | None = None
         if scope["method"] == "PUT":
-            declared = _header(scope, b"content-type")
+            declared = header(scope, b"content-type")
             chunks = _body_chunks(receive)
         else:
             form = _MultipartReader(receive, _boundary(scope))
@@ -423,15 +425,8 @@ async def _empty_body() -> Message:
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
-
-
 def _boundary(scope: Scope) -> bytes:
-    media, options = parse_options_header(_header(scope, b"content-type"))
+    media, options = parse_options_header(header(scope, b"content-type"))
     boundary = options.get(b"boundary")
     if media != b"multipart/form-data" or not boundary:
         raise ChatKitError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from chatkit_asgi.engine import Emit, StreamPlan
+from chatkit_asgi._reply import Emit, StreamPlan
 from chatkit_asgi.streaming import stream_reply
 from chatkit_asgi.types import ProgressUpdateEvent
 

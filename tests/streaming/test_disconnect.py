@@ -13,7 +13,7 @@ from typing import Literal
 import anyio
 import pytest
 
-from chatkit_asgi.engine import Emit, StreamPlan
+from chatkit_asgi._reply import Emit, StreamPlan
 from chatkit_asgi.streaming import stream_reply
 from chatkit_asgi.types import ProgressUpdateEvent
 

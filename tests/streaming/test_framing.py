@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 from chatkit_asgi import ChatKitApp, Turn
-from chatkit_asgi.engine import Emit, StreamPlan
+from chatkit_asgi._reply import Emit, StreamPlan
 from chatkit_asgi.stores import MemoryStore
 from chatkit_asgi.streaming import JSON_ARRAY, NDJSON, SSE, Framing, stream_reply
 from chatkit_asgi.testing import user_input

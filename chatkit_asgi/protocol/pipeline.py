@@ -17,30 +17,26 @@ make `add_thread_item` a plain INSERT that fails on an id already stored.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.abc
 from pydantic import BaseModel, TypeAdapter
 from starlette.exceptions import HTTPException
 
-from .errors import (
+from .._reply import Emit, ReplyStats, emit_error
+from ..errors import (
     BaseStreamError,
     CustomStreamError,
     ErrorCode,
     StreamError,
     error_from_http_exception,
 )
-from .store import NotFoundError, Store, StoreUnavailableError
-from .turn import Turn
-from .types import (
-    AssistantMessageContent,
-    AssistantMessageContentPartAdded,
-    AssistantMessageContentPartAnnotationAdded,
-    AssistantMessageContentPartDone,
-    AssistantMessageContentPartTextDelta,
+from ..store import NotFoundError, Store, StoreUnavailableError
+from ..turn import Turn
+from ..types import (
     AssistantMessageItem,
     ErrorEvent,
     HiddenContextItem,
@@ -58,20 +54,15 @@ from .types import (
     ThreadStreamEvent,
     ThreadUpdatedEvent,
     WorkflowItem,
-    WorkflowTaskAdded,
-    WorkflowTaskUpdated,
 )
-from .types._base import copy_model
-from .types.items import ThreadItemBase
+from ..types._base import copy_model
+from ..types.items import ThreadItemBase
+from .pending import PendingItems
 
-if TYPE_CHECKING:
-    from .observability import ReplyStats
-
-__all__ = ["Emit", "PendingItems", "ReplyPipeline", "as_async_generator", "emit_error", "is_hidden"]
+__all__ = ["ReplyPipeline", "as_async_generator", "is_hidden"]
 
 logger = logging.getLogger("chatkit_asgi")
 
-Emit = Callable[[ThreadStreamEvent], Awaitable[None]]
 """Where a running reply sends each event that is meant for the client."""
 
 _EVENT_ADAPTER: TypeAdapter[ThreadStreamEvent] = TypeAdapter(ThreadStreamEvent)
@@ -96,6 +87,7 @@ class ReplyPipeline:
         *,
         checkpoint_interval: float | None,
         cleanup_timeout: float,
+        stats: ReplyStats | None = None,
     ) -> None:
         self.store = store
         self.turn = turn
@@ -110,7 +102,7 @@ class ReplyPipeline:
             else None
         )
         self._saved_thread = copy_model(turn.thread)
-        self.stats: ReplyStats | None = turn._stats
+        self.stats = stats
 
     async def run(self, source: AsyncIterator[ThreadStreamEvent], options: StreamOptions) -> None:
         """The reply: `stream_options`, the responder's events, errors as `error` events."""
@@ -404,75 +396,6 @@ class _Checkpoints:
                         self.saves += 1
 
 
-class PendingItems:
-    """Items added but not done yet, kept current so they can be saved before `done`.
-
-    Text deltas are collected as chunks and joined only when the item is needed:
-    appending to a string field would copy the whole text at every delta.
-    """
-
-    def __init__(self) -> None:
-        self._items: dict[str, ThreadItem] = {}
-        self._chunks: dict[tuple[str, int], list[str]] = {}
-
-    def has(self, item_id: str) -> bool:
-        return item_id in self._items
-
-    def add(self, item: ThreadItem) -> None:
-        self.discard(item.id)
-        self._items[item.id] = copy_model(item)
-
-    def discard(self, item_id: str) -> None:
-        if self._items.pop(item_id, None) is not None and self._chunks:
-            for key in [key for key in self._chunks if key[0] == item_id]:
-                del self._chunks[key]
-
-    def update(self, event: ThreadItemUpdatedEvent) -> bool:
-        """Apply an update; return whether an assistant message's content changed."""
-        item = self._items.get(event.item_id)
-        update = event.update
-        if isinstance(item, AssistantMessageItem):
-            if isinstance(update, AssistantMessageContentPartTextDelta):
-                self._part(item, update.content_index)
-                self._chunks.setdefault((item.id, update.content_index), []).append(update.delta)
-                return True
-            if isinstance(update, AssistantMessageContentPartAnnotationAdded):
-                self._part(item, update.content_index).annotations.insert(
-                    update.annotation_index, update.annotation
-                )
-                return True
-            if isinstance(
-                update, AssistantMessageContentPartAdded | AssistantMessageContentPartDone
-            ):
-                self._part(item, update.content_index)
-                self._chunks.pop((item.id, update.content_index), None)
-                item.content[update.content_index] = copy_model(update.content)
-                return True
-        elif isinstance(item, WorkflowItem):
-            tasks = item.workflow.tasks
-            if isinstance(update, WorkflowTaskAdded):
-                tasks.append(update.task)
-            elif isinstance(update, WorkflowTaskUpdated) and 0 <= update.task_index < len(tasks):
-                tasks[update.task_index] = update.task
-        return False
-
-    def finished(self) -> list[ThreadItem]:
-        """The pending items with all their text so far."""
-        for (item_id, index), chunks in self._chunks.items():
-            item = self._items[item_id]
-            assert isinstance(item, AssistantMessageItem)
-            item.content[index].text += "".join(chunks)
-        self._chunks.clear()
-        return list(self._items.values())
-
-    @staticmethod
-    def _part(item: AssistantMessageItem, index: int) -> AssistantMessageContent:
-        # Updates may name a part that was never announced; the reference pads too.
-        while len(item.content) <= index:
-            item.content.append(AssistantMessageContent(text=""))
-        return item.content[index]
-
-
 def _changed(thread: ThreadMetadata, saved: ThreadMetadata) -> bool:
     """Whether the responder changed the thread; runs after every event.
 
@@ -482,14 +405,6 @@ def _changed(thread: ThreadMetadata, saved: ThreadMetadata) -> bool:
     if thread.__dict__ != saved.__dict__:
         return True
     return thread.__pydantic_extra__ != saved.__pydantic_extra__
-
-
-async def emit_error(emit: Emit, event: ErrorEvent, stats: ReplyStats | None) -> None:
-    """Send an error event of the engine's own, and report its code when someone listens
-    (the responder's error events are reported where the pipeline handles them)."""
-    if stats is not None:
-        stats.error(event.code)
-    await emit(event)
 
 
 def as_async_generator(source: Any) -> Any:
