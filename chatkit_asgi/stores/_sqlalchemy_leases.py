@@ -12,15 +12,29 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Final, ParamSpec, Protocol, TypeVar
 
 import anyio
 from sqlalchemy import and_, delete, or_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .sqlite import TurnLeaseLostError
+from ._common import TurnLeaseLostError
+from ._sqlalchemy_schema import Tables
 
-if TYPE_CHECKING:
-    from .sqlalchemy import SQLAlchemyStore
+
+class _LeaseHost(Protocol):
+    """What the leases use of `SQLAlchemyStore` (importing it would be a cycle)."""
+
+    lease_ttl: float
+    tables: Tables
+    _insert: Any
+    _now: Any
+
+    def _bounded(self) -> AbstractAsyncContextManager[None]: ...
+
+    def _autocommit(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
+
 
 __all__ = ["SQLTurnLease", "TurnLeaseLostError", "outages", "try_lease"]
 
@@ -37,7 +51,7 @@ def outages(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutin
 
     @functools.wraps(method)
     async def bounded(*args: P.args, **kwargs: P.kwargs) -> R:
-        store: SQLAlchemyStore[Any] = args[0]._store  # type: ignore[attr-defined]
+        store: _LeaseHost = args[0]._store  # type: ignore[attr-defined]
         async with store._bounded():
             return await method(*args, **kwargs)
 
@@ -51,7 +65,7 @@ class SQLTurnLease:
     that dies while holding it blocks the thread for at most that long.
     """
 
-    def __init__(self, store: SQLAlchemyStore[Any], owner: str, thread_id: str, holder: str):
+    def __init__(self, store: _LeaseHost, owner: str, thread_id: str, holder: str):
         self._store = store
         self._owner = owner
         self._holder = holder
@@ -80,7 +94,7 @@ class SQLTurnLease:
             await release_lease(self._store, self._owner, self.thread_id, self._holder)
 
 
-async def try_lease(store: SQLAlchemyStore[Any], owner: str, thread_id: str, holder: str) -> bool:
+async def try_lease(store: _LeaseHost, owner: str, thread_id: str, holder: str) -> bool:
     turns = store.tables.turns
     expires = store._now + round(store.lease_ttl * 1000)
     insert = store._insert(turns).values(
@@ -108,7 +122,7 @@ async def try_lease(store: SQLAlchemyStore[Any], owner: str, thread_id: str, hol
     return row is not None
 
 
-async def renew_lease(store: SQLAlchemyStore[Any], owner: str, thread_id: str, holder: str) -> bool:
+async def renew_lease(store: _LeaseHost, owner: str, thread_id: str, holder: str) -> bool:
     turns = store.tables.turns
     async with store._autocommit() as conn:
         result = await conn.execute(
@@ -119,9 +133,7 @@ async def renew_lease(store: SQLAlchemyStore[Any], owner: str, thread_id: str, h
     return bool(result.rowcount)
 
 
-async def release_lease(
-    store: SQLAlchemyStore[Any], owner: str, thread_id: str, holder: str
-) -> None:
+async def release_lease(store: _LeaseHost, owner: str, thread_id: str, holder: str) -> None:
     turns = store.tables.turns
     async with store._autocommit() as conn:
         await conn.execute(delete(turns).where(_lease_key(turns, owner, thread_id, holder)))

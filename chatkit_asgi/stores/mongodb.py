@@ -63,7 +63,15 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 from ..store import NotFoundError, Store, StoreUnavailableError, TurnBusyError
 from ..types import Attachment, Page, ThreadItem, ThreadMetadata
-from ._common import TContext, is_descending, make_page, owner_key, timestamp_key, window_size
+from ._common import (
+    TContext,
+    TurnLeaseLostError,
+    is_descending,
+    make_page,
+    owner_key,
+    timestamp_key,
+    window_size,
+)
 
 __all__ = [
     "MAX_DOCUMENT_SIZE",
@@ -153,10 +161,6 @@ class DocumentTooLargeError(UnstorableDocumentError):
     Keep large content (files, images, long tool outputs) outside the thread, in an
     attachment store for example, and store a reference to it instead.
     """
-
-
-class TurnLeaseLostError(RuntimeError):
-    """The lease expired and another worker took the turn before it was renewed."""
 
 
 class MongoTurnLease:

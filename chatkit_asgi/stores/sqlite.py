@@ -27,6 +27,7 @@ from ..store import NotFoundError, Store, StoreUnavailableError, TurnBusyError
 from ..types import Attachment, Page, ThreadItem, ThreadMetadata
 from ._common import (
     TContext,
+    TurnLeaseLostError,
     decode_attachment,
     decode_item,
     decode_thread,
@@ -204,10 +205,6 @@ _FIRST_POLL = 0.01
 _LAST_POLL = 0.1
 # How long freeing a lease may take after its holder was cancelled.
 _CLEANUP_SECONDS = 5.0
-
-
-class TurnLeaseLostError(RuntimeError):
-    """The lease expired and another worker took the turn before it was renewed."""
 
 
 class SQLiteTurnLease:

@@ -45,6 +45,7 @@ async def respond(turn: Turn) -> AsyncIterator[ThreadStreamEvent]:
 
 app = ChatKitApp(
     respond,
-    store=SQLiteStore(os.environ["CHATKIT_TEST_DB"]),
+    # A killed worker's turn lease blocks its thread until it expires: keep that short here.
+    store=SQLiteStore(os.environ["CHATKIT_TEST_DB"], lease_ttl=1.5),
     checkpoint_interval=float(os.environ.get("CHATKIT_TEST_CHECKPOINT", "0.2")),
 )
