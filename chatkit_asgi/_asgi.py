@@ -5,9 +5,18 @@ The types are Starlette's (`starlette.types`): one definition for the whole pack
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import ChatKitError
+
+logger = logging.getLogger("chatkit_asgi")
 
 __all__ = [
     "ASGIApp",
@@ -18,6 +27,7 @@ __all__ = [
     "header",
     "is_json_media_type",
     "joined_header",
+    "lifespan_of",
     "read_body",
     "route_path",
     "send_error",
@@ -104,3 +114,47 @@ async def send_json(
 async def send_error(send: Send, exc: ChatKitError) -> None:
     """A `ChatKitError` as its JSON error body and status."""
     await send_json(send, exc.status_code, exc.to_json(), exc.headers)
+
+
+@asynccontextmanager
+async def lifespan_of(app: ASGIApp) -> AsyncIterator[None]:
+    """Run `app`'s ASGI lifespan (startup, then shutdown on exit) for a host app.
+
+    Starlette's `Mount` does not forward lifespan events to the apps it mounts, so a
+    host that mounts apps it did not write enters this in its own lifespan. An app
+    that does not speak lifespan is run without it, as uvicorn's "auto" mode does.
+    """
+    to_app, app_inbox = anyio.create_memory_object_stream[Message](1)
+    app_outbox, from_app = anyio.create_memory_object_stream[Message](1)
+    scope: Scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+
+    async def run() -> None:
+        async with app_inbox, app_outbox:
+            try:
+                await app(scope, app_inbox.receive, app_outbox.send)
+            except Exception:
+                logger.debug("%r does not support lifespan", app, exc_info=True)
+
+    async with anyio.create_task_group() as tasks, to_app, from_app:
+        tasks.start_soon(run)
+        with contextlib.suppress(anyio.BrokenResourceError):  # it returned at once
+            await to_app.send({"type": "lifespan.startup"})
+        started = await _next_message(from_app)
+        if started is not None and started["type"] == "lifespan.startup.failed":
+            raise RuntimeError(f"{app!r} failed to start: {started.get('message', '')}")
+        try:
+            yield
+        finally:
+            if started is not None:
+                with anyio.CancelScope(shield=True):
+                    await to_app.send({"type": "lifespan.shutdown"})
+                    await _next_message(from_app)
+
+
+async def _next_message(stream: Any) -> Message | None:
+    """The app's next lifespan message, or None when it returned without one."""
+    try:
+        message: Message = await stream.receive()
+    except anyio.EndOfStream:
+        return None
+    return message

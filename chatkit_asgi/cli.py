@@ -30,7 +30,8 @@ import inspect
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -218,6 +219,7 @@ def build_app(config: ServeConfig) -> Any:
     from starlette.responses import RedirectResponse
     from starlette.routing import BaseRoute, Mount, Route
 
+    from ._asgi import lifespan_of
     from .app import RUN_ID_HEADER, ChatKitApp
 
     responder = load_target(config.target, config.app_dir)
@@ -241,8 +243,9 @@ def build_app(config: ServeConfig) -> Any:
             return RedirectResponse(mount + "/")
 
         routes.append(Route("/", to_playground))
-    for path, target in config.also.items():
-        routes.append(Mount("/" + path.strip("/"), app=load_target(target, config.app_dir)))
+    also = {path: load_target(target, config.app_dir) for path, target in config.also.items()}
+    for path, mounted in also.items():
+        routes.append(Mount("/" + path.strip("/"), app=mounted))
     routes.append(Mount(mount.rstrip("/"), app=chatkit))
     middleware = []
     if config.cors:
@@ -256,7 +259,18 @@ def build_app(config: ServeConfig) -> Any:
                 expose_headers=[RUN_ID_HEADER],
             )
         )
-    return Starlette(routes=routes, middleware=middleware, lifespan=chatkit.lifespan)
+
+    @asynccontextmanager
+    async def lifespan(host: Any) -> AsyncIterator[None]:
+        # Mount does not forward lifespan: the mounted apps' stores and clients are
+        # opened and closed here, with ours.
+        async with AsyncExitStack() as stack:
+            for mounted in also.values():
+                await stack.enter_async_context(lifespan_of(mounted))
+            await stack.enter_async_context(chatkit.lifespan(host))
+            yield
+
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
 def app_factory() -> Any:

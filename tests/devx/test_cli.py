@@ -341,3 +341,54 @@ async def test_cors_exposes_the_run_id_header(
     assert response.headers["x-chatkit-run-id"]
     exposed = response.headers["access-control-expose-headers"].lower()
     assert "x-chatkit-run-id" in exposed
+
+
+MOUNTED = """
+from chatkit_asgi import ChatKitApp
+from chatkit_asgi.stores import MemoryStore
+
+from myassistant import respond
+
+closed = []
+
+
+class Store(MemoryStore):
+    async def aclose(self) -> None:
+        closed.append(True)
+        await super().aclose()
+
+
+app = ChatKitApp(respond, store=Store())
+
+
+async def plain(scope, receive, send):  # an ASGI app that knows nothing of lifespan
+    assert scope["type"] == "http"
+"""
+
+
+async def test_apps_mounted_with_also_get_their_lifespan(
+    tmp_path: Path,
+    app_module: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from chatkit_asgi.cli import ServeConfig, build_app
+
+    (tmp_path / "mounted.py").write_text(textwrap.dedent(MOUNTED))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = ServeConfig(
+        target=f"{app_module}:respond",
+        store="memory://",
+        also={"/other": "mounted:app", "/plain": "mounted:plain"},
+        app_dir=str(tmp_path),
+    )
+    host = build_app(config)
+    mounted = sys.modules["mounted"]
+    async with host.router.lifespan_context(host):
+        async with ChatKitTestClient(host, path="/other/") as client:
+            events = await client.create_thread("hi")
+        assert [e.type for e in events][-1] == "thread.item.done"
+        assert mounted.closed == []
+    assert mounted.closed == [True]  # its store was closed on shutdown, like ours
+    assert "received no lifespan" not in caplog.text
