@@ -130,7 +130,3 @@ def encode_attachment(attachment: Attachment) -> str:
 def decode_attachment(data: str | bytes) -> Attachment:
     """An attachment from `encode_attachment` output."""
     return _ATTACHMENTS.validate_json(data)
-
-
-class TurnLeaseLostError(RuntimeError):
-    """The lease expired and another worker took the turn before it was renewed."""

@@ -3,9 +3,10 @@ outages (503) from bugs and from values the database cannot store."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import functools
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Final
+from typing import Any, Final, ParamSpec, TypeVar
 
 import anyio
 from sqlalchemy import exc as sa_exc
@@ -14,7 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..store import StoreUnavailableError
 
-__all__ = ["UnstorableValueError", "bounded", "is_outage", "make_engine", "sqlstate"]
+__all__ = ["UnstorableValueError", "bounded", "is_outage", "make_engine", "outages", "sqlstate"]
+
+R = TypeVar("R")
+P = ParamSpec("P")
 
 # Plain URLs get the async driver this store is tested with.
 _ASYNC_DRIVERS: Final = {
@@ -40,6 +44,18 @@ _SQLITE_OUTAGES: Final = (
 class UnstorableValueError(ValueError):
     """The database cannot store this value (a NUL character on PostgreSQL);
     nothing was written. The driver's error is the `__cause__`."""
+
+
+def outages(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Run a store method inside the store's `_bounded()`: its timeout, and an
+    unreachable database reported as `StoreUnavailableError` (the app answers 503)."""
+
+    @functools.wraps(method)
+    async def within_bounds(*args: P.args, **kwargs: P.kwargs) -> R:
+        async with args[0]._bounded():  # type: ignore[attr-defined]
+            return await method(*args, **kwargs)
+
+    return within_bounds
 
 
 @asynccontextmanager

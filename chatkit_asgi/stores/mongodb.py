@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timezone
@@ -61,17 +60,17 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "MongoStore needs PyMongo 4.9 or later: pip install 'chatkit-asgi[mongodb]'"
     ) from exc
 
-from ..store import NotFoundError, Store, StoreUnavailableError, TurnBusyError
+from ..store import NotFoundError, Store, StoreUnavailableError
 from ..types import Attachment, Page, ThreadItem, ThreadMetadata
 from ._common import (
     TContext,
-    TurnLeaseLostError,
     is_descending,
     make_page,
     owner_key,
     timestamp_key,
     window_size,
 )
+from ._leases import ExpiringTurnLease, TurnLeaseLostError, free_quietly, wait_for_lease
 
 __all__ = [
     "MAX_DOCUMENT_SIZE",
@@ -163,43 +162,8 @@ class DocumentTooLargeError(UnstorableDocumentError):
     """
 
 
-class MongoTurnLease:
-    """A turn lease held in the turns collection; see `MongoStore.acquire_turn`.
-
-    It expires `lease_ttl` seconds after it was taken or last renewed, so a worker
-    that dies while holding it blocks the thread for at most that long.
-    """
-
-    def __init__(self, store: MongoStore[Any], owner: str, thread_id: str, holder: str) -> None:
-        self._store = store
-        self._owner = owner
-        self._holder = holder
-        self._released = False
-        self.thread_id = thread_id
-        self.renew_every: float | None = store.lease_ttl / 3
-
-    def _operation_timeout(self) -> contextlib.AbstractContextManager[Any]:
-        return _client_timeout(self._store.timeout)
-
-    @_outages
-    async def renew(self) -> None:
-        """Push the expiry `lease_ttl` seconds past now (server time).
-
-        Raises `TurnLeaseLostError` when the lease expired and was taken over.
-        """
-        if self._released:
-            raise TurnLeaseLostError(f"the turn lease on thread {self.thread_id} was released")
-        if not await self._store._renew_lease(self._owner, self.thread_id, self._holder):
-            raise TurnLeaseLostError(
-                f"the turn lease on thread {self.thread_id} expired and was taken over"
-            )
-
-    @_outages
-    async def release(self) -> None:
-        """Free the turn (idempotent); a lease that was taken over is left to its new holder."""
-        if not self._released:
-            self._released = True
-            await self._store._release_lease(self._owner, self.thread_id, self._holder)
+# The lease object is the stores' shared one; the name stays importable from here.
+MongoTurnLease = ExpiringTurnLease
 
 
 class MongoStore(Store[TContext]):
@@ -652,36 +616,32 @@ class MongoStore(Store[TContext]):
     # -- turn leases ---------------------------------------------------------------
 
     @_translated
-    async def acquire_turn(self, thread_id: str, context: TContext, wait: float) -> MongoTurnLease:
+    async def acquire_turn(
+        self, thread_id: str, context: TContext, wait: float
+    ) -> ExpiringTurnLease:
         """The lease on the thread's turn, shared by every worker using this database.
 
         A lease is free when nobody holds it or its holder let it expire (a crashed
         worker); expiry is judged by the server's clock, so workers' clocks may
         differ. Waits up to `wait` seconds, polling, then raises `TurnBusyError`.
         """
-        owner = self._owner(context)
-        holder = secrets.token_hex(16)
         with self._operation_timeout():
             await self._ready()
-        deadline = anyio.current_time() + max(wait, 0.0)
-        delay = _BACKOFF_SECONDS / 2
-        while True:
-            # Each attempt has the whole timeout: `wait` may be longer than it.
-            with self._operation_timeout():
-                taken = await self._try_lease(owner, thread_id, holder)
-            if taken:
-                return MongoTurnLease(self, owner, thread_id, holder)
-            remaining = deadline - anyio.current_time()
-            if remaining <= 0:
-                raise TurnBusyError(thread_id)
-            await anyio.sleep(min(delay, remaining))
-            delay = min(delay * 2, 0.5, self.lease_ttl / 4)
+        return await wait_for_lease(
+            self,
+            self._owner(context),
+            thread_id,
+            wait,
+            first_poll=_BACKOFF_SECONDS / 2,
+            last_poll=0.5,
+        )
 
     # Every lease operation is one update of the document found by the unique
     # (owner, thread_id) key; what it changes depends on the holder, in a pipeline.
     # Times compare as milliseconds: some MongoDB-compatible servers compare a
     # stored date with $$NOW wrongly.
 
+    @_outages
     async def _try_lease(self, owner: str, thread_id: str, holder: str) -> bool:
         expires = {"$ifNull": [{"$toLong": "$expires_at"}, 0]}
         # Free when nobody holds it, its holder let it expire or released it, or it
@@ -705,16 +665,15 @@ class MongoStore(Store[TContext]):
             except ServerSelectionTimeoutError:
                 raise  # never sent: nothing to undo
             except BaseException:
-                # Cancelled (or failed) mid-flight: the server may have granted the
-                # lease anyway; free it rather than block the thread until it expires.
-                with anyio.move_on_after(_CLEANUP_SECONDS, shield=True):
-                    await self._release_lease(owner, thread_id, holder)
+                # Cancelled (or failed) mid-flight: the server may have granted it anyway.
+                await free_quietly(self, owner, thread_id, holder)
                 raise
             # Some MongoDB-compatible servers answer an upsert that raced another with
             # no document: ask again (an attempt that did win is still ours).
             if lease is not None:
                 return bool(lease.get("holder") == holder)
 
+    @_outages
     async def _renew_lease(self, owner: str, thread_id: str, holder: str) -> bool:
         mine = _is_holder(holder)
         lease = await self._turns.find_one_and_update(
@@ -725,6 +684,7 @@ class MongoStore(Store[TContext]):
         )
         return lease is not None and lease.get("holder") == holder
 
+    @_outages
     async def _release_lease(self, owner: str, thread_id: str, holder: str) -> None:
         # Expired rather than deleted: a delete could not be made conditional on the
         # holder without a filter outside the unique key (the TTL index removes it).

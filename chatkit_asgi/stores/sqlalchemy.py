@@ -27,7 +27,6 @@ so another tenant's ids behave exactly like missing ones.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Final
@@ -46,12 +45,16 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "(or 'chatkit-asgi[sqlalchemy]' and a driver such as aiosqlite)"
     ) from exc
 
-from ..store import NotFoundError, Store, TurnBusyError
+from ..store import NotFoundError, Store
 from ..types import Attachment, Page, ThreadItem, ThreadMetadata
 from ._common import TContext, is_descending, make_page, owner_key, timestamp_key, window_size
-from ._sqlalchemy_leases import SQLTurnLease, TurnLeaseLostError, outages, try_lease
+from ._leases import ExpiringTurnLease, TurnLeaseLostError, free_quietly, wait_for_lease
+from ._sqlalchemy_leases import release_lease, renew_lease, try_lease
 from ._sqlalchemy_schema import SCHEMA_VERSION, Tables, now_ms
-from ._sqlalchemy_support import UnstorableValueError, bounded, is_outage, make_engine
+from ._sqlalchemy_support import UnstorableValueError, bounded, is_outage, make_engine, outages
+
+# The lease object is the stores' shared one; the name stays importable from here.
+SQLTurnLease = ExpiringTurnLease
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -65,7 +68,7 @@ _ITEMS: TypeAdapter[ThreadItem] = TypeAdapter(ThreadItem)
 _ATTACHMENTS: TypeAdapter[Attachment] = TypeAdapter(Attachment)
 _THREAD_FIELDS: Final = frozenset(ThreadMetadata.model_fields)
 _DIALECTS: Final = ("postgresql", "sqlite")
-# How long work that must outlive a cancellation (freeing a lease) may take.
+# How often a busy turn is polled: first, and at the slowest.
 _FIRST_POLL: Final = 0.02
 _LAST_POLL: Final = 0.25
 
@@ -117,7 +120,6 @@ class SQLAlchemyStore(Store[TContext]):
             raise ValueError(f"table_prefix must be letters, digits and '_', not {table_prefix!r}")
         self.timeout = timeout
         self.lease_ttl = lease_ttl
-        self._store = self  # what the `outages` decorator looks up on its first argument
         self._tenant = tenant
         self._create_tables = create_tables
         self._owns_engine = not isinstance(engine_or_url, AsyncEngine)
@@ -516,7 +518,9 @@ class SQLAlchemyStore(Store[TContext]):
 
     # -- turn leases ---------------------------------------------------------------
 
-    async def acquire_turn(self, thread_id: str, context: TContext, wait: float) -> SQLTurnLease:
+    async def acquire_turn(
+        self, thread_id: str, context: TContext, wait: float
+    ) -> ExpiringTurnLease:
         """The lease on the thread's turn, shared by every worker using this database.
 
         A lease is free when nobody holds it or its holder let it expire (a crashed
@@ -524,17 +528,28 @@ class SQLAlchemyStore(Store[TContext]):
         seconds, polling, then raises `TurnBusyError`. `timeout` bounds each
         attempt, so `wait` may be longer than it.
         """
-        owner = self._owner(context)
-        holder = secrets.token_hex(16)
-        deadline = anyio.current_time() + max(wait, 0.0)
-        delay = _FIRST_POLL
-        while True:
-            async with self._bounded():
-                taken = await try_lease(self, owner, thread_id, holder)
-            if taken:
-                return SQLTurnLease(self, owner, thread_id, holder)
-            remaining = deadline - anyio.current_time()
-            if remaining <= 0:
-                raise TurnBusyError(thread_id)
-            await anyio.sleep(min(delay, remaining))
-            delay = min(delay * 2, _LAST_POLL, self.lease_ttl / 4)
+        return await wait_for_lease(
+            self,
+            self._owner(context),
+            thread_id,
+            wait,
+            first_poll=_FIRST_POLL,
+            last_poll=_LAST_POLL,
+        )
+
+    @outages
+    async def _try_lease(self, owner: str, thread_id: str, holder: str) -> bool:
+        try:
+            return await try_lease(self, owner, thread_id, holder)
+        except BaseException:
+            # Cancelled (or failed) mid-flight: the database may have granted it anyway.
+            await free_quietly(self, owner, thread_id, holder)
+            raise
+
+    @outages
+    async def _renew_lease(self, owner: str, thread_id: str, holder: str) -> bool:
+        return await renew_lease(self, owner, thread_id, holder)
+
+    @outages
+    async def _release_lease(self, owner: str, thread_id: str, holder: str) -> None:
+        await release_lease(self, owner, thread_id, holder)

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import os
 import queue
-import secrets
 import sqlite3
 import threading
 import time
@@ -23,11 +22,10 @@ import anyio
 import anyio.to_thread
 from typing_extensions import Self
 
-from ..store import NotFoundError, Store, StoreUnavailableError, TurnBusyError
+from ..store import NotFoundError, Store, StoreUnavailableError
 from ..types import Attachment, Page, ThreadItem, ThreadMetadata
 from ._common import (
     TContext,
-    TurnLeaseLostError,
     decode_attachment,
     decode_item,
     decode_thread,
@@ -40,6 +38,7 @@ from ._common import (
     timestamp_key,
     window_size,
 )
+from ._leases import ExpiringTurnLease, TurnLeaseLostError, free_quietly, wait_for_lease
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "SQLiteTurnLease", "TurnLeaseLostError"]
 
@@ -203,46 +202,10 @@ _IDLE_SECONDS = 10.0
 # Polling for a busy turn: quick at first (a local write costs little), then calmer.
 _FIRST_POLL = 0.01
 _LAST_POLL = 0.1
-# How long freeing a lease may take after its holder was cancelled.
-_CLEANUP_SECONDS = 5.0
 
 
-class SQLiteTurnLease:
-    """A turn lease held in the `chatkit_turns` table; see `SQLiteStore.acquire_turn`.
-
-    It expires `lease_ttl` seconds after it was taken or last renewed, so a worker
-    that dies while holding it blocks the thread for at most that long.
-    """
-
-    def __init__(self, store: SQLiteStore[Any], owner: str, thread_id: str, holder: str) -> None:
-        self._store = store
-        self._owner = owner
-        self._holder = holder
-        self._released = False
-        self.thread_id = thread_id
-        self.renew_every: float | None = store.lease_ttl / 3
-
-    async def renew(self) -> None:
-        """Push the expiry `lease_ttl` seconds past now.
-
-        Raises `TurnLeaseLostError` when the lease expired and was taken over.
-        """
-        if self._released:
-            raise TurnLeaseLostError(f"the turn lease on thread {self.thread_id} was released")
-        params = (self._store._expiry(), self._owner, self.thread_id, self._holder)
-        renewed = await self._store._db(
-            lambda conn: conn.execute(SQL["renew_lease"], params).rowcount
-        )
-        if not renewed:
-            raise TurnLeaseLostError(
-                f"the turn lease on thread {self.thread_id} expired and was taken over"
-            )
-
-    async def release(self) -> None:
-        """Free the turn (idempotent); a lease that was taken over is left to its new holder."""
-        if not self._released:
-            self._released = True
-            await self._store._release_lease(self._owner, self.thread_id, self._holder)
+# The lease object is the shared one; the name stays importable from here.
+SQLiteTurnLease = ExpiringTurnLease
 
 
 class _Worker:
@@ -636,23 +599,21 @@ class SQLiteStore(Store[TContext]):
 
     # -- turn leases ---------------------------------------------------------------
 
-    async def acquire_turn(self, thread_id: str, context: TContext, wait: float) -> SQLiteTurnLease:
+    async def acquire_turn(
+        self, thread_id: str, context: TContext, wait: float
+    ) -> ExpiringTurnLease:
         """The lease on the thread's turn, shared by every process using this file.
 
         Waits up to `wait` seconds, polling, then raises `TurnBusyError`.
         """
-        owner = self._owner(context)
-        holder = secrets.token_hex(16)
-        deadline = anyio.current_time() + max(wait, 0.0)
-        delay = _FIRST_POLL
-        while True:
-            if await self._try_lease(owner, thread_id, holder):
-                return SQLiteTurnLease(self, owner, thread_id, holder)
-            remaining = deadline - anyio.current_time()
-            if remaining <= 0:
-                raise TurnBusyError(thread_id)
-            await anyio.sleep(min(delay, remaining))
-            delay = min(delay * 2, _LAST_POLL, self.lease_ttl / 4)
+        return await wait_for_lease(
+            self,
+            self._owner(context),
+            thread_id,
+            wait,
+            first_poll=_FIRST_POLL,
+            last_poll=_LAST_POLL,
+        )
 
     async def _try_lease(self, owner: str, thread_id: str, holder: str) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
@@ -665,10 +626,15 @@ class SQLiteStore(Store[TContext]):
         try:
             return await self._db(op)
         except BaseException:
-            with anyio.move_on_after(_CLEANUP_SECONDS, shield=True):
-                with contextlib.suppress(Exception):
-                    await self._release_lease(owner, thread_id, holder)
+            await free_quietly(self, owner, thread_id, holder)
             raise
+
+    async def _renew_lease(self, owner: str, thread_id: str, holder: str) -> bool:
+        params = (self._expiry(), owner, thread_id, holder)
+        renewed: int = await self._db(
+            lambda conn: conn.execute(SQL["renew_lease"], params).rowcount
+        )
+        return renewed > 0
 
     async def _release_lease(self, owner: str, thread_id: str, holder: str) -> None:
         params = (owner, thread_id, holder)
