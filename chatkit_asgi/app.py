@@ -36,7 +36,7 @@ from ._asgi import (
 from ._attachments import base_url_scope
 from ._reply import JSONResult, StreamPlan
 from .admission import Admission
-from .errors import ChatKitError, error_from_http_exception
+from .errors import ChatKitError, error_from_http_exception, store_unavailable_error
 from .observability import RequestObserver, RequestRecord, check_health
 from .playground import PlaygroundRoutes
 from .protocol import Engine
@@ -447,12 +447,7 @@ class ChatKitApp:
             raise error_from_http_exception(exc) from None
         except StoreUnavailableError:
             logger.warning("store unavailable during %s", parsed.type, exc_info=True)
-            raise ChatKitError(
-                "The store is unavailable; try again shortly",
-                code="store_unavailable",
-                status_code=503,
-                headers={"Retry-After": "1"},
-            ) from None
+            raise store_unavailable_error() from None
         except Exception:
             logger.exception("request %s failed", parsed.type)
             raise ChatKitError(

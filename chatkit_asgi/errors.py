@@ -154,6 +154,17 @@ def error_from_http_exception(exc: HTTPException) -> ChatKitError:
     )
 
 
+def store_unavailable_error() -> ChatKitError:
+    """What the client gets for a store outage (`StoreUnavailableError`) before any
+    response byte: 503, worth retrying shortly."""
+    return ChatKitError(
+        "The store is unavailable; try again shortly",
+        code="store_unavailable",
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
 class InvalidRequestError(ChatKitError):
     """The body is not a valid request (400)."""
 

@@ -39,7 +39,13 @@ from ._attachments import (
     media_type,
 )
 from .admission import UPLOAD_REQUEST_TYPE, asked_types
-from .errors import ChatKitError, ConflictError, InvalidRequestError, ResourceNotFoundError
+from .errors import (
+    ChatKitError,
+    ConflictError,
+    InvalidRequestError,
+    ResourceNotFoundError,
+    store_unavailable_error,
+)
 from .store import AttachmentStore, NotFoundError, Store, StoreUnavailableError
 from .types._base import to_wire_json
 
@@ -134,12 +140,7 @@ class UploadRoutes:
             logger.warning("store unavailable on attachment route %s", route, exc_info=True)
             if started:
                 raise
-            raise ChatKitError(
-                "The store is unavailable; try again shortly",
-                code="store_unavailable",
-                status_code=503,
-                headers={"Retry-After": "1"},
-            ) from None
+            raise store_unavailable_error() from None
         except Exception:
             logger.exception("attachment route %s failed", route)
             if started:

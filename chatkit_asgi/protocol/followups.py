@@ -61,9 +61,7 @@ async def custom_action(svc: Services, request: ThreadsCustomActionReq, call: Ca
         events = svc.responder.action(turn, params.action, sender)
         await svc.reply(turn, events, emit, options, stats)
 
-    async with svc.turns.take(
-        request.type, thread, call.context, svc.responder, admitted=thread
-    ) as taken:
+    async with svc.take_turn(request.type, thread, call.context) as taken:
         return await taken.plan(turn, body)
 
 
@@ -98,9 +96,7 @@ async def add_client_tool_output(
     context = call.context
     thread = await svc.load_thread(request.params.thread_id, context)
     turn = svc.turn(thread, None, call, request.type)
-    async with svc.turns.take(
-        request.type, thread, context, svc.responder, admitted=thread
-    ) as taken:
+    async with svc.take_turn(request.type, thread, context) as taken:
         recent = await svc.visible_items(thread.id, None, 1, "desc", context)
         tool_call = next(
             (
@@ -140,9 +136,7 @@ async def add_structured_input(
     params = request.params
     thread = await svc.load_thread(params.thread_id, call.context)
     turn = svc.turn(thread, None, call, request.type)
-    async with svc.turns.take(
-        request.type, thread, call.context, svc.responder, admitted=thread
-    ) as taken:
+    async with svc.take_turn(request.type, thread, call.context) as taken:
         item = await svc.load_item(thread.id, params.item_id, call.context)
         if not isinstance(item, StructuredInputItem):
             raise InvalidRequestError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, NamedTuple, NoReturn
 
 from .._reply import Emit, ReplyStats
@@ -29,7 +30,7 @@ from ..types import (
     UserMessageItem,
 )
 from .pipeline import ReplyPipeline, is_hidden
-from .turns import Orphan, Orphans, TurnTaker, Undo
+from .turns import Orphan, Orphans, TakenTurn, TurnTaker, Undo
 
 __all__ = ["Call", "Services", "not_found"]
 
@@ -135,6 +136,15 @@ class Services:
             request=call.http_request,
             request_type=kind,
             attachment_store=self.attachment_store,
+        )
+
+    def take_turn(
+        self, request_type: str, thread: ThreadMetadata, context: Any, *, new: bool = False
+    ) -> AbstractAsyncContextManager[TakenTurn]:
+        """Admit the request and take the thread's turn (`TurnTaker.take`) for this
+        engine's responder; the admission hook is told the thread unless it is `new`."""
+        return self.turns.take(
+            request_type, thread, context, self.responder, admitted=None if new else thread
         )
 
     def whole_or_nothing(self, what: str, subject: str, orphan: Orphan | None = None) -> Undo:

@@ -62,7 +62,7 @@ async def create(svc: Services, request: ThreadsCreateReq, call: Call) -> Stream
         await emit(ThreadItemDoneEvent(item=item))
         await svc.reply(turn, svc.responder.respond(turn), emit, options, stats)
 
-    async with svc.turns.take(request.type, thread, context, svc.responder, admitted=None) as taken:
+    async with svc.take_turn(request.type, thread, context, new=True) as taken:
         return await taken.plan(turn, body)
 
 
@@ -81,9 +81,7 @@ async def add_user_message(
         await emit(ThreadItemDoneEvent(item=item))
         await svc.reply(turn, svc.responder.respond(turn), emit, options, stats)
 
-    async with svc.turns.take(
-        request.type, thread, call.context, svc.responder, admitted=thread
-    ) as taken:
+    async with svc.take_turn(request.type, thread, call.context) as taken:
         return await taken.plan(turn, body)
 
 
@@ -94,9 +92,7 @@ async def retry_after_item(
     """Forget what came after a user message and answer it again."""
     params = request.params
     thread = await svc.load_thread(params.thread_id, call.context)
-    async with svc.turns.take(
-        request.type, thread, call.context, svc.responder, admitted=thread
-    ) as taken:
+    async with svc.take_turn(request.type, thread, call.context) as taken:
         item = await svc.load_item(thread.id, params.item_id, call.context)
         if not isinstance(item, UserMessageItem):
             raise InvalidRequestError(

@@ -262,31 +262,27 @@ class SQLAlchemyStore(Store[TContext]):
             raise NotFoundError(f"thread {thread_id} not found")
         return row
 
+    @staticmethod
+    async def _one(conn: AsyncConnection, query: Any, missing: str) -> Any:
+        """The one value `query` selects, or `NotFoundError(missing)`."""
+        value = (await conn.execute(query)).scalar_one_or_none()
+        if value is None:
+            raise NotFoundError(missing)
+        return value
+
     async def _thread_seq(self, conn: AsyncConnection, owner: str, thread_id: str) -> int:
         threads = self.tables.threads
-        seq = (
-            await conn.execute(
-                select(threads.c.seq).where(threads.c.owner == owner, threads.c.id == thread_id)
-            )
-        ).scalar_one_or_none()
-        if seq is None:
-            raise NotFoundError(f"thread {thread_id} not found")
-        return int(seq)
+        query = select(threads.c.seq).where(threads.c.owner == owner, threads.c.id == thread_id)
+        return int(await self._one(conn, query, f"thread {thread_id} not found"))
 
     async def _position(
         self, conn: AsyncConnection, thread_seq: int, thread_id: str, item_id: str
     ) -> int:
         items = self.tables.items
-        position = (
-            await conn.execute(
-                select(items.c.position).where(
-                    items.c.thread_seq == thread_seq, items.c.id == item_id
-                )
-            )
-        ).scalar_one_or_none()
-        if position is None:
-            raise NotFoundError(f"item {item_id} not found in thread {thread_id}")
-        return int(position)
+        query = select(items.c.position).where(
+            items.c.thread_seq == thread_seq, items.c.id == item_id
+        )
+        return int(await self._one(conn, query, f"item {item_id} not found in thread {thread_id}"))
 
     # -- health --------------------------------------------------------------------
 
@@ -302,16 +298,11 @@ class SQLAlchemyStore(Store[TContext]):
     async def load_thread(self, thread_id: str, context: TContext) -> ThreadMetadata:
         """The thread's metadata, or `NotFoundError`."""
         threads = self.tables.threads
+        query = select(threads.c.data).where(
+            threads.c.owner == self._owner(context), threads.c.id == thread_id
+        )
         async with self._autocommit() as conn:
-            data = (
-                await conn.execute(
-                    select(threads.c.data).where(
-                        threads.c.owner == self._owner(context), threads.c.id == thread_id
-                    )
-                )
-            ).scalar_one_or_none()
-        if data is None:
-            raise NotFoundError(f"thread {thread_id} not found")
+            data = await self._one(conn, query, f"thread {thread_id} not found")
         return ThreadMetadata.model_validate(data)
 
     @outages
@@ -437,9 +428,7 @@ class SQLAlchemyStore(Store[TContext]):
             )
         )
         async with self._autocommit() as conn:
-            data = (await conn.execute(query)).scalar_one_or_none()
-        if data is None:
-            raise NotFoundError(f"item {item_id} not found in thread {thread_id}")
+            data = await self._one(conn, query, f"item {item_id} not found in thread {thread_id}")
         return _ITEMS.validate_python(data)
 
     @outages
@@ -492,17 +481,11 @@ class SQLAlchemyStore(Store[TContext]):
     async def load_attachment(self, attachment_id: str, context: TContext) -> Attachment:
         """Attachment metadata, or `NotFoundError`."""
         attachments = self.tables.attachments
+        query = select(attachments.c.data).where(
+            attachments.c.owner == self._owner(context), attachments.c.id == attachment_id
+        )
         async with self._autocommit() as conn:
-            data = (
-                await conn.execute(
-                    select(attachments.c.data).where(
-                        attachments.c.owner == self._owner(context),
-                        attachments.c.id == attachment_id,
-                    )
-                )
-            ).scalar_one_or_none()
-        if data is None:
-            raise NotFoundError(f"attachment {attachment_id} not found")
+            data = await self._one(conn, query, f"attachment {attachment_id} not found")
         return _ATTACHMENTS.validate_python(data)
 
     @outages
