@@ -290,6 +290,31 @@ def postgres_url() -> Iterator[str]:
         stop_local_server()
 
 
+def schema_options(schema: str) -> dict[str, Any]:
+    """Engine options whose connections put `schema` first on the search path."""
+    return {"connect_args": {"server_settings": {"search_path": schema}}}
+
+
+@asynccontextmanager
+async def new_schema(url: str) -> AsyncIterator[str]:
+    """A schema no other test uses, on `url`, dropped with everything in it on exit."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    schema = f"chatkit_test_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(url)
+    try:
+        async with admin.begin() as conn:
+            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        try:
+            yield schema
+        finally:
+            async with admin.begin() as conn:
+                await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        await admin.dispose()
+
+
 @asynccontextmanager
 async def schema_store(url: str, **options: Any) -> AsyncIterator[Any]:
     """A `SQLAlchemyStore` on `url` whose tables live in a new schema, dropped on exit.
@@ -297,26 +322,13 @@ async def schema_store(url: str, **options: Any) -> AsyncIterator[Any]:
     For suites parametrized over stores: `async with schema_store(postgres_url,
     tenant=...) as store:`.
     """
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
-
     from chatkit_asgi.stores.sqlalchemy import SQLAlchemyStore
 
-    schema = f"chatkit_test_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(url)
-    try:
-        async with admin.begin() as conn:
-            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    async with new_schema(url) as schema:
         store: SQLAlchemyStore[Any] = SQLAlchemyStore(
-            url,
-            engine_options={"connect_args": {"server_settings": {"search_path": schema}}},
-            **options,
+            url, engine_options=schema_options(schema), **options
         )
         try:
             yield store
         finally:
             await store.aclose()
-            async with admin.begin() as conn:
-                await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    finally:
-        await admin.dispose()

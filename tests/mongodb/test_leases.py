@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -10,109 +10,23 @@ import pytest
 from starlette.requests import Request
 
 from chatkit_asgi import ChatKitApp, Turn
-from chatkit_asgi.store import TurnBusyError
 from chatkit_asgi.stores.mongodb import MongoStore, TurnLeaseLostError
 from chatkit_asgi.testing import ChatKitTestClient, ProtocolHTTPError
-from chatkit_asgi.testing.store_contract import ALICE, BOB
 from chatkit_asgi.types import (
     AssistantMessageContent,
     AssistantMessageItem,
     ThreadItemDoneEvent,
     ThreadStreamEvent,
 )
+from tests.stores._lease_contract import PATIENCE, LeaseContract
 
 from .conftest import by_user, open_client
 
-# Generous bounds: they only keep a broken lease from hanging the suite.
-PATIENCE = 10.0
 
+class TestMongoLeases(LeaseContract):
+    """Each store is built over the test's database, like a separate worker."""
 
-async def test_a_held_turn_is_busy_until_released(store: MongoStore[Any]) -> None:
-    lease = await store.acquire_turn("thr_1", ALICE, wait=0)
-    with pytest.raises(TurnBusyError):
-        await store.acquire_turn("thr_1", ALICE, wait=0.3)
-    await lease.release()
-    await lease.release()  # idempotent
-    again = await store.acquire_turn("thr_1", ALICE, wait=0)
-    await again.release()
-
-
-async def test_a_waiting_turn_proceeds_when_the_holder_releases(
-    make_store: Callable[..., MongoStore[Any]],
-) -> None:
-    worker_a, worker_b = make_store(), make_store()
-    lease = await worker_a.acquire_turn("thr_1", ALICE, wait=0)
-    acquired = anyio.Event()
-
-    async def wait_for_turn() -> None:
-        second = await worker_b.acquire_turn("thr_1", ALICE, wait=PATIENCE)
-        acquired.set()
-        await second.release()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(wait_for_turn)
-        await anyio.sleep(0.3)
-        assert not acquired.is_set()
-        await lease.release()
-        with anyio.fail_after(PATIENCE):
-            await acquired.wait()
-
-
-async def test_turns_are_per_thread_and_per_tenant(store: MongoStore[Any]) -> None:
-    leases = [
-        await store.acquire_turn("thr_1", ALICE, wait=0),
-        await store.acquire_turn("thr_2", ALICE, wait=0),
-        await store.acquire_turn("thr_1", BOB, wait=0),
-    ]
-    for lease in leases:
-        await lease.release()
-
-
-async def test_renew_every_is_a_third_of_the_ttl(
-    make_store: Callable[..., MongoStore[Any]],
-) -> None:
-    lease = await make_store(lease_ttl=12.0).acquire_turn("thr_1", ALICE, wait=0)
-    assert lease.renew_every == 4.0
-    await lease.release()
-
-
-async def test_renewing_keeps_the_lease(make_store: Callable[..., MongoStore[Any]]) -> None:
-    worker_a, worker_b = make_store(lease_ttl=1.5), make_store(lease_ttl=1.5)
-    lease = await worker_a.acquire_turn("thr_1", ALICE, wait=0)
-    for _ in range(10):  # 3 s, twice the ttl
-        await anyio.sleep(0.3)
-        await lease.renew()
-        with pytest.raises(TurnBusyError):
-            await worker_b.acquire_turn("thr_1", ALICE, wait=0)
-    await lease.release()
-
-
-async def test_an_expired_lease_is_taken_over(make_store: Callable[..., MongoStore[Any]]) -> None:
-    crashed, survivor = make_store(lease_ttl=1.0), make_store(lease_ttl=1.0)
-    stale = await crashed.acquire_turn("thr_1", ALICE, wait=0)  # never renewed or released
-    with pytest.raises(TurnBusyError):
-        await survivor.acquire_turn("thr_1", ALICE, wait=0)
-
-    with anyio.fail_after(PATIENCE):
-        lease = await survivor.acquire_turn("thr_1", ALICE, wait=PATIENCE)
-
-    # The crashed holder learns it lost the turn, and cannot free the new holder's lease.
-    with pytest.raises(TurnLeaseLostError):
-        await stale.renew()
-    await stale.release()
-    with pytest.raises(TurnBusyError):
-        await crashed.acquire_turn("thr_1", ALICE, wait=0)
-    await lease.release()
-
-
-async def test_a_cancelled_wait_leaves_no_lease(store: MongoStore[Any]) -> None:
-    lease = await store.acquire_turn("thr_1", ALICE, wait=0)
-    with anyio.move_on_after(0.3):
-        await store.acquire_turn("thr_1", ALICE, wait=PATIENCE)
-    await lease.release()
-    # Nobody holds the turn: neither the released lease nor the abandoned attempt.
-    again = await store.acquire_turn("thr_1", ALICE, wait=0)
-    await again.release()
+    lost_error = TurnLeaseLostError
 
 
 # -- two apps, one database ---------------------------------------------------------

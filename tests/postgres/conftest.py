@@ -8,15 +8,14 @@ dropped afterwards.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from chatkit_asgi.stores.sqlalchemy import SQLAlchemyStore
+from tests._postgres_server import new_schema, schema_options
 
 
 def by_user(context: Any) -> str:
@@ -25,29 +24,11 @@ def by_user(context: Any) -> str:
     return user
 
 
-def unique_schema() -> str:
-    """A schema name no other test uses."""
-    return f"chatkit_test_{uuid.uuid4().hex[:12]}"
-
-
-def schema_options(schema: str) -> dict[str, Any]:
-    """Engine options whose connections put `schema` first on the search path."""
-    return {"connect_args": {"server_settings": {"search_path": schema}}}
-
-
 @pytest.fixture
 async def pg_schema(postgres_url: str) -> AsyncIterator[str]:
     """A schema of the test's own, dropped (with everything in it) afterwards."""
-    schema = unique_schema()
-    admin = create_async_engine(postgres_url)
-    try:
-        async with admin.begin() as conn:
-            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    async with new_schema(postgres_url) as schema:
         yield schema
-        async with admin.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    finally:
-        await admin.dispose()
 
 
 @pytest.fixture

@@ -8,33 +8,16 @@ again on the same port with the same data.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import pytest
 
-from chatkit_asgi import ChatKitApp, Turn
+from chatkit_asgi import ChatKitApp
 from chatkit_asgi.stores.sqlalchemy import SQLAlchemyStore
 from chatkit_asgi.testing import ChatKitTestClient, ProtocolHTTPError
-from chatkit_asgi.types import (
-    AssistantMessageContent,
-    AssistantMessageItem,
-    ThreadItemDoneEvent,
-    ThreadStreamEvent,
-)
+from tests._echo import echo
 from tests._postgres_server import private_server
-
-
-async def echo(turn: Turn[Any]) -> AsyncIterator[ThreadStreamEvent]:
-    yield ThreadItemDoneEvent(
-        item=AssistantMessageItem(
-            id=turn.new_id("message"),
-            thread_id=turn.thread.id,
-            created_at=turn.now(),
-            content=[AssistantMessageContent(text=f"echo: {turn.input_text()}")],
-        )
-    )
 
 
 async def test_a_crashed_database_answers_503_then_the_app_heals() -> None:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from chatkit_asgi import ConflictError, InvalidRequestError, Refusal, ResourceNotFoundError, Turn
+from chatkit_asgi import ConflictError, InvalidRequestError, Refusal, ResourceNotFoundError
 from chatkit_asgi._reply import JSONResult, ReplyStats, StreamPlan
 from chatkit_asgi.protocol import HANDLERS, Engine
 from chatkit_asgi.protocol.parse import REQUEST_MODELS
@@ -17,27 +16,15 @@ from chatkit_asgi.protocol.registry import Handlers, merge
 from chatkit_asgi.stores import MemoryStore
 from chatkit_asgi.testing import user_input
 from chatkit_asgi.types import (
-    AssistantMessageContent,
     AssistantMessageItem,
     ChatKitReq,
-    ThreadItemDoneEvent,
     ThreadsCreateReq,
     ThreadsGetByIdReq,
     ThreadStreamEvent,
 )
+from tests._echo import echo
 
 CONTEXT: dict[str, Any] = {}
-
-
-async def echo(turn: Turn) -> AsyncIterator[ThreadStreamEvent]:
-    yield ThreadItemDoneEvent(
-        item=AssistantMessageItem(
-            id=turn.new_id("message"),
-            thread_id=turn.thread.id,
-            created_at=turn.now(),
-            content=[AssistantMessageContent(text=f"Echo: {turn.input_text()}")],
-        )
-    )
 
 
 def request(kind: str, **params: Any) -> ChatKitReq:
@@ -77,7 +64,7 @@ async def test_threads_create_is_a_plan_whose_events_are_stored() -> None:
     assert [item.type for item in stored.data] == ["user_message", "assistant_message"]
     answer = stored.data[1]
     assert isinstance(answer, AssistantMessageItem)
-    assert answer.content[0].text == "Echo: hi"
+    assert answer.content[0].text == "echo: hi"
 
 
 async def test_reply_statistics_are_passed_to_the_run() -> None:
@@ -87,7 +74,7 @@ async def test_reply_statistics_are_passed_to_the_run() -> None:
     stats = ReplyStats(time.perf_counter(), collect_text=True)
     await run(plan, stats)
     assert stats.first_event is not None
-    assert stats.output == ["Echo: hi"]
+    assert stats.output == ["echo: hi"]
     assert stats.error_code is None
 
 

@@ -2,10 +2,11 @@
 
 Run it as `uvicorn --factory tests.reliability._apps:make_app`.
 
-- `CHATKIT_TEST_STORE`: `sqlite:<path>` or `mongodb:<uri>#<database>`.
+- `CHATKIT_TEST_STORE`: `sqlite:<path>`, `mongodb:<uri>#<database>` or
+  `sqlalchemy:<url>#<schema>` (the PostgreSQL schema to use, or nothing after `#`).
 - `CHATKIT_TEST_PACE`: seconds between streamed words (default 0.02).
 - `CHATKIT_TEST_TURN_WAIT`, `CHATKIT_TEST_LEASE_TTL`, `CHATKIT_TEST_CHECKPOINT`:
-  the app's `turn_wait`, the MongoDB store's `lease_ttl`, the `checkpoint_interval`.
+  the app's `turn_wait`, the store's `lease_ttl`, the `checkpoint_interval`.
 - `CHATKIT_TEST_DISCONNECT`: the app's disconnect policy (default `auto`).
 
 The user is whoever the `x-user` header names; stores are partitioned by user.
@@ -87,20 +88,22 @@ class Talker:
 def _store() -> Store[Any]:
     spec = os.environ["CHATKIT_TEST_STORE"]
     kind, _, where = spec.partition(":")
+    lease_ttl = float(os.environ.get("CHATKIT_TEST_LEASE_TTL", "30"))
     if kind == "sqlite":
         from chatkit_asgi.stores import SQLiteStore
 
-        return SQLiteStore(where, tenant=by_user)
+        return SQLiteStore(where, tenant=by_user, lease_ttl=lease_ttl)
     if kind == "mongodb":
         from chatkit_asgi.stores.mongodb import MongoStore
 
         uri, _, database = where.partition("#")
-        return MongoStore.from_uri(
-            uri,
-            database,
-            tenant=by_user,
-            lease_ttl=float(os.environ.get("CHATKIT_TEST_LEASE_TTL", "30")),
-        )
+        return MongoStore.from_uri(uri, database, tenant=by_user, lease_ttl=lease_ttl)
+    if kind == "sqlalchemy":
+        from chatkit_asgi.stores.sqlalchemy import SQLAlchemyStore
+
+        url, _, schema = where.partition("#")
+        options = {"connect_args": {"server_settings": {"search_path": schema}}} if schema else {}
+        return SQLAlchemyStore(url, tenant=by_user, lease_ttl=lease_ttl, engine_options=options)
     raise ValueError(f"unknown store {spec!r}")
 
 

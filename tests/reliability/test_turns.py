@@ -1,4 +1,5 @@
-"""One reply at a time per thread: in one process, and across workers sharing MongoDB.
+"""One reply at a time per thread: in one process, and across workers sharing a database
+(MongoDB, SQLite, SQLAlchemy on SQLite and on PostgreSQL).
 
 Double submits, two browser tabs or two app workers may start replies on the same
 thread at once. The second one waits for the first (up to `turn_wait`) and then
@@ -13,8 +14,9 @@ tests/mongodb/test_leases.py the lease itself.)
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -44,7 +46,7 @@ from chatkit_asgi.types import (
     UserMessageTextContent,
     WidgetItem,
 )
-from tests._postgres_server import schema_store
+from tests._postgres_server import new_schema, schema_store
 
 from ..streaming._support import ScriptedClient, http_scope, request_body
 from ._apps import by_user, user_context, words
@@ -376,19 +378,38 @@ async def test_the_turn_is_free_again_however_the_reply_ended(
             assert (await alice.add_message(thread_id, "next"))[-1].type == "thread.item.done"
 
 
-# -- across worker processes sharing a MongoDB database -------------------------------------
+# -- across worker processes sharing one database -------------------------------------
 
 
-def mongo_worker(
-    start: Callable[..., UvicornProcess], uri: str, database: str, **settings: str
-) -> UvicornProcess:
-    env = {
-        "CHATKIT_TEST_STORE": f"mongodb:{uri}#{database}",
-        "CHATKIT_TEST_PACE": "0.02",
-        "CHATKIT_TEST_CHECKPOINT": "0.05",
-        **{f"CHATKIT_TEST_{key.upper()}": value for key, value in settings.items()},
-    }
-    return start("tests.reliability._apps:make_app", env=env, factory=True)
+@pytest.fixture(params=["mongodb", "sqlite", "sqlalchemy-sqlite", "postgres"])
+async def start_worker(
+    request: pytest.FixtureRequest,
+    uvicorn_process: Callable[..., UvicornProcess],
+    tmp_path: Path,
+) -> AsyncIterator[Callable[..., UvicornProcess]]:
+    """Starts uvicorn processes of `tests.reliability._apps` over one shared database
+    (settings as keyword arguments, e.g. `turn_wait="30"`)."""
+    async with AsyncExitStack() as stack:
+        if request.param == "mongodb":
+            spec = f"mongodb:{request.getfixturevalue('mongo_uri')}#{unique_database()}"
+        elif request.param == "sqlite":
+            spec = f"sqlite:{tmp_path / 'shared.db'}"
+        elif request.param == "sqlalchemy-sqlite":
+            spec = f"sqlalchemy:sqlite:///{tmp_path / 'shared.db'}#"
+        else:
+            url: str = request.getfixturevalue("postgres_url")
+            spec = f"sqlalchemy:{url}#{await stack.enter_async_context(new_schema(url))}"
+
+        def start(**settings: str) -> UvicornProcess:
+            env = {
+                "CHATKIT_TEST_STORE": spec,
+                "CHATKIT_TEST_PACE": "0.02",
+                "CHATKIT_TEST_CHECKPOINT": "0.05",
+                **{f"CHATKIT_TEST_{key.upper()}": value for key, value in settings.items()},
+            }
+            return uvicorn_process("tests.reliability._apps:make_app", env=env, factory=True)
+
+        yield start
 
 
 def as_alice(worker: UvicornProcess) -> ChatKitTestClient:
@@ -419,16 +440,11 @@ def answers(lines: list[str]) -> None:
         assert assistant == f"assistant: {words(count)}", lines
 
 
-@pytest.fixture
-def database() -> str:
-    return unique_database()
-
-
 @pytest.mark.uvicorn
 async def test_two_workers_on_one_database_take_turns(
-    uvicorn_process: Callable[..., UvicornProcess], mongo_uri: str, database: str
+    start_worker: Callable[..., UvicornProcess],
 ) -> None:
-    workers = [mongo_worker(uvicorn_process, mongo_uri, database, turn_wait="30") for _ in range(2)]
+    workers = [start_worker(turn_wait="30") for _ in range(2)]
     clients = [as_alice(worker) for worker in workers]
     async with clients[0], clients[1]:
         events = await clients[0].create_thread("say 2")
@@ -447,10 +463,10 @@ async def test_two_workers_on_one_database_take_turns(
 
 @pytest.mark.uvicorn
 async def test_a_busy_thread_is_refused_by_the_other_worker_and_nothing_is_stored(
-    uvicorn_process: Callable[..., UvicornProcess], mongo_uri: str, database: str
+    start_worker: Callable[..., UvicornProcess],
 ) -> None:
-    first = mongo_worker(uvicorn_process, mongo_uri, database)
-    second = mongo_worker(uvicorn_process, mongo_uri, database, turn_wait="0.3")
+    first = start_worker()
+    second = start_worker(turn_wait="0.3")
     async with as_alice(first) as one, as_alice(second) as two:
         thread_id = (await one.create_thread("say 1"))[0].thread.id  # type: ignore[union-attr]
         with anyio.fail_after(PATIENCE):
@@ -470,11 +486,11 @@ async def test_a_busy_thread_is_refused_by_the_other_worker_and_nothing_is_store
 
 @pytest.mark.uvicorn
 async def test_a_killed_workers_turn_passes_to_another_after_the_lease_ttl(
-    uvicorn_process: Callable[..., UvicornProcess], mongo_uri: str, database: str
+    start_worker: Callable[..., UvicornProcess],
 ) -> None:
     settings = {"lease_ttl": "1.5", "turn_wait": "10"}
-    doomed = mongo_worker(uvicorn_process, mongo_uri, database, **settings)
-    survivor = mongo_worker(uvicorn_process, mongo_uri, database, **settings)
+    doomed = start_worker(**settings)
+    survivor = start_worker(**settings)
     async with as_alice(doomed) as one, as_alice(survivor) as two:
         thread_id = (await one.create_thread("say 1"))[0].thread.id  # type: ignore[union-attr]
         with anyio.fail_after(PATIENCE):
